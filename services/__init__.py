@@ -1,0 +1,1 @@
+"""takedown's services: intake, dispatcher, outcomes and the platform sandbox."""

@@ -1,0 +1,1 @@
+"""Platform adapters: plugins with a slug, a config model and one contract test suite."""

@@ -1,0 +1,1 @@
+"""Intake: accepts referrals, validates, canonicalises, de-duplicates, emits referral events."""

@@ -1,0 +1,83 @@
+"""Intake's HTTP routes: thin, they validate and call the service."""
+
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, Field, ValidationError
+
+from services.intake.domain import Submission
+from services.intake.service import IntakeService, validate_each
+
+BATCH_MAX = 1000
+router = APIRouter(prefix="/v1", tags=["referrals"])
+
+
+class ReferralAccepted(BaseModel):
+    referral_id: UUID
+    platform: str = Field(examples=["facebook"])
+    canonical_url: str
+    duplicate: bool = Field(description="True when the idempotency key was seen before: the first referral is returned.")
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["url"])
+    message: str
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: Literal["accepted", "duplicate", "invalid"]
+    referral_id: UUID | None = None
+    platform: str | None = None
+    canonical_url: str | None = None
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class BatchRequest(BaseModel):
+    referrals: list[Any] = Field(min_length=1, max_length=BATCH_MAX, description="Submissions, each validated on its own.")
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    duplicates: int
+    invalid: int
+    results: list[BatchItemResult]
+
+
+def _service(request: Request) -> IntakeService:
+    return request.app.state.intake
+
+
+@router.post("/referrals", status_code=status.HTTP_202_ACCEPTED, response_model=ReferralAccepted)
+async def submit_referral(submission: Submission, request: Request) -> ReferralAccepted:
+    """Accept one referral; 202 once it is durably stored, with its id, platform and canonical URL."""
+    [accepted] = await _service(request).submit([submission], via="http")
+    return ReferralAccepted(**accepted.__dict__)
+
+
+@router.post("/referrals/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResult)
+async def submit_batch(batch: BatchRequest, request: Request) -> BatchResult:
+    """Accept up to 1,000 referrals; each item gets its own result, invalid ones their errors."""
+    checked = validate_each(batch.referrals)
+    valid = [(i, s) for i, s in enumerate(checked) if isinstance(s, Submission)]
+    accepted = await _service(request).submit([s for _, s in valid], via="http")
+    results = [
+        BatchItemResult(index=i, status="invalid", errors=field_errors(s))
+        for i, s in enumerate(checked) if isinstance(s, ValidationError)
+    ]
+    for (i, _), a in zip(valid, accepted, strict=True):
+        results.append(BatchItemResult(
+            index=i, status="duplicate" if a.duplicate else "accepted", referral_id=a.referral_id,
+            platform=a.platform, canonical_url=a.canonical_url))
+    results.sort(key=lambda r: r.index)
+    dupes = sum(r.status == "duplicate" for r in results)
+    return BatchResult(accepted=len(valid) - dupes, duplicates=dupes,
+                       invalid=len(results) - len(valid), results=results)
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    return [
+        FieldError(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"])
+        for e in exc.errors()
+    ]

@@ -1,0 +1,60 @@
+"""Intake's composition root: the one place its parts are built and wired."""
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from services.intake import api, handlers
+from services.intake.config import IntakeSettings
+from services.intake.db import SCHEMA
+from services.intake.outbox import OutboxRelay
+from services.intake.service import IntakeService
+from shared import db, topics
+from shared.kafka import consumer_options, ensure_topics, make_broker
+from shared.serving import install_error_handlers
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: IntakeSettings) -> FastAPI:
+    """Build intake; it connects to Postgres and Kafka when the app starts, not before."""
+    engine = db.make_engine(settings.database_url)
+    sessions = db.make_sessions(engine)
+    broker = make_broker(settings, "takedown-intake")
+    relay = OutboxRelay(sessions, broker, settings.outbox_batch, settings.outbox_idle_poll_s)
+    service = IntakeService(sessions, on_commit=relay.wake)
+    handlers.register(broker, service, consumer_options(settings, topics.GROUP_INTAKE))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
+        await ensure_topics(settings, topics.OWNED["intake"])
+        await broker.start()
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        log.info("intake ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
+                 db.describe(settings.database_url))
+        yield
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)
+        await broker.stop()
+        await engine.dispose()
+
+    app = FastAPI(title="takedown intake", version="1", lifespan=lifespan)
+    app.state.intake, app.state.relay = service, relay
+    app.include_router(api.router)
+
+    install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict:
+        """Ready when Postgres answers."""
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"status": "ok", "service": "intake"}
+
+    return app

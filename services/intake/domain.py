@@ -1,0 +1,138 @@
+"""Intake's domain: what a valid submission is, canonical URLs and platform detection. No I/O."""
+
+import hashlib
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.events import Category, Evidence, Platform, Priority, ReferralSubmitted
+
+PLATFORM_HOSTS: dict[str, Platform] = {
+    "facebook.com": Platform.facebook,
+    "fb.com": Platform.facebook,
+    "fb.me": Platform.facebook,
+    "fb.watch": Platform.facebook,
+    "instagram.com": Platform.instagram,
+    "instagr.am": Platform.instagram,
+    "youtube.com": Platform.youtube,
+    "youtu.be": Platform.youtube,
+    "x.com": Platform.x,
+    "twitter.com": Platform.x,
+    "tiktok.com": Platform.tiktok,
+    "t.me": Platform.telegram,
+    "telegram.me": Platform.telegram,
+}
+# Sub-domains that name the same content as the bare host.
+ALIAS_PREFIXES = ("www.", "m.", "mobile.", "web.")
+TRACKING_PARAMS = {"fbclid", "gclid", "dclid", "msclkid", "igshid", "igsh", "si", "mibextid",
+                   "ref_src", "ref_url", "_rdr", "__tn__", "__cft__[0]", "feature"}
+
+
+class Submission(BaseModel):
+    """One referral as an agency submits it, over HTTP or on referrals.inbound."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    agency: str = Field(min_length=1, max_length=200, examples=["NCA"])
+    url: str = Field(min_length=1, max_length=4096, examples=["https://www.facebook.com/groups/123"])
+    category: Category
+    case_reference: str | None = Field(None, max_length=200)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    priority: Priority = Priority.normal
+    notes: str | None = Field(None, max_length=10_000)
+    evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_canonicalisable(cls, value: str) -> str:
+        canonicalise(value)
+        return value
+
+
+def _split(url: str):
+    if "://" not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("URL scheme must be http or https")
+    if not parts.hostname or "." not in parts.hostname:
+        raise ValueError("URL must have a host name")
+    if any(c.isspace() for c in url):
+        raise ValueError("URL must not contain white space")
+    return parts
+
+
+def _host(hostname: str) -> str:
+    host = hostname.lower().rstrip(".")
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError("URL host is not a valid domain name") from exc
+
+
+def detect_platform(url: str) -> Platform:
+    """The platform that hosts url, by its host name; anything unknown is 'other'."""
+    host = _host(_split(url).hostname)
+    for domain, platform in PLATFORM_HOSTS.items():
+        if host == domain or host.endswith("." + domain):
+            return platform
+    return Platform.other
+
+
+def canonicalise(url: str) -> str:
+    """A stable form of url: https for known platforms, lower-case host, no fragment or trackers."""
+    parts = _split(url.strip())
+    host = _host(parts.hostname)
+    platform = detect_platform(url.strip())
+    scheme = parts.scheme.lower()
+    if platform is not Platform.other:
+        scheme = "https"
+        for prefix in ALIAS_PREFIXES:
+            if host.startswith(prefix) and host[len(prefix):] in PLATFORM_HOSTS:
+                host = host[len(prefix):]
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("URL port is not a number") from exc
+    if port and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _tracking(k)]
+    path = parts.path or "/"
+    if host == "youtu.be" and path.strip("/"):
+        host, query, path = "youtube.com", [("v", path.strip("/")), *query], "/watch"
+    if len(path) > 1:
+        path = path.rstrip("/")
+    return urlunsplit((scheme, host, path, urlencode(sorted(query)), ""))
+
+
+def _tracking(param: str) -> bool:
+    name = param.lower()
+    return name.startswith("utm_") or name in TRACKING_PARAMS
+
+
+def to_referral(
+    submission: Submission, now: datetime, via: str, referral_id: UUID | None = None
+) -> ReferralSubmitted:
+    """The referral.submitted data for a valid submission."""
+    return ReferralSubmitted(
+        referral_id=referral_id or uuid4(),
+        agency=submission.agency,
+        url=submission.url,
+        canonical_url=canonicalise(submission.url),
+        platform=detect_platform(submission.url),
+        category=submission.category,
+        priority=submission.priority,
+        case_reference=submission.case_reference,
+        idempotency_key=submission.idempotency_key,
+        notes=submission.notes,
+        evidence=submission.evidence,
+        received_via=via,
+        submitted_at=now,
+    )
+
+
+def record_key(raw: bytes) -> str:
+    """Default idempotency key of a Kafka submission: the same bytes are the same submission."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

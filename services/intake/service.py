@@ -1,0 +1,45 @@
+"""Intake's service layer: turn valid submissions into durable referrals and events."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.intake import db
+from services.intake.domain import Submission, to_referral
+from shared.events import Event, actor
+
+SOURCE = "/takedown/intake"
+
+
+class IntakeService:
+    """Accepts submissions: one transaction stores each referral and its outbox event."""
+
+    def __init__(self, sessions: async_sessionmaker, on_commit: Callable[[], None]):
+        self.sessions, self.on_commit = sessions, on_commit
+
+    async def submit(self, submissions: list[Submission], via: str) -> list[db.Accepted]:
+        """Store submissions durably (new ones get referral.submitted queued); keep their order."""
+        if not submissions:
+            return []
+        now = datetime.now(UTC)
+        events = [
+            Event(source=SOURCE, actor=actor("agency", s.agency), time=now, data=to_referral(s, now, via))
+            for s in submissions
+        ]
+        async with self.sessions() as session, session.begin():
+            accepted = await db.accept(session, events)
+        self.on_commit()
+        return accepted
+
+
+def validate_each(items: list[object]) -> list[Submission | ValidationError]:
+    """Validate every item on its own, so one bad item does not fail its batch."""
+    results: list[Submission | ValidationError] = []
+    for item in items:
+        try:
+            results.append(Submission.model_validate(item))
+        except ValidationError as exc:
+            results.append(exc)
+    return results

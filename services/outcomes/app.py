@@ -1,0 +1,52 @@
+"""Outcomes' composition root: the one place its parts are built and wired."""
+
+import contextlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from services.outcomes import api, handlers
+from services.outcomes.config import OutcomesSettings
+from services.outcomes.db import SCHEMA
+from services.outcomes.service import OutcomesService
+from shared import db, topics
+from shared.kafka import consumer_options, ensure_topics, make_broker
+from shared.serving import install_error_handlers
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: OutcomesSettings) -> FastAPI:
+    """Build outcomes; it migrates its schema and connects when the app starts, not before."""
+    engine = db.make_engine(settings.database_url)
+    sessions = db.make_sessions(engine)
+    broker = make_broker(settings, "takedown-outcomes")
+    handlers.register(broker, OutcomesService(sessions), consumer_options(settings, topics.GROUP_OUTCOMES))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
+        await ensure_topics(settings, topics.OWNED["outcomes"])
+        await broker.start()
+        log.info("outcomes ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
+                 db.describe(settings.database_url))
+        yield
+        await broker.stop()
+        await engine.dispose()
+
+    app = FastAPI(title="takedown outcomes", version="1", lifespan=lifespan)
+    app.state.sessions = sessions
+    app.include_router(api.router)
+    install_error_handlers(app, "database unavailable; retry")
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict:
+        """Ready when Postgres answers."""
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"status": "ok", "service": "outcomes"}
+
+    return app

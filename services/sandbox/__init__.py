@@ -1,0 +1,1 @@
+"""Platform sandbox: a stand-in for platforms' reporting APIs in development and tests."""

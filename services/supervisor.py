@@ -1,0 +1,128 @@
+"""`takedown run`: the whole stack on one machine, stopped cleanly by Ctrl-C or SIGTERM.
+
+Starts the embedded broker and database unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are
+set, then each service as a child process, restarting any that dies.
+"""
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from shared.embedded import EmbeddedKafka, EmbeddedPostgres, wait_until
+
+log = logging.getLogger("takedown.run")
+SERVICES = {  # name: (host variable, port variable, default port), in start order
+    "sandbox": ("SANDBOX_HOST", "SANDBOX_PORT", 8090),
+    "outcomes": ("OUTCOMES_HOST", "OUTCOMES_PORT", 8003),
+    "dispatcher": ("DISPATCHER_HOST", "DISPATCHER_PORT", 8002),
+    "intake": ("INTAKE_HOST", "INTAKE_PORT", 8001),
+}
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child if the supervisor dies, so nothing is left behind."""
+    with_libc = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
+    if with_libc is not None:
+        with_libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, kafka_port: int = 9092):
+        self.data_dir, self.kafka_port = data_dir.resolve(), kafka_port
+        self.env = dict(os.environ)
+        self.children: dict[str, subprocess.Popen] = {}
+        self.kafka: EmbeddedKafka | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.stopping = False
+
+    def url(self, name: str) -> str:
+        host_var, port_var, port = SERVICES[name]
+        return f"http://{self.env.get(host_var, '127.0.0.1')}:{self.env.get(port_var, port)}"
+
+    def run(self) -> int:
+        """Start everything, supervise until a signal, stop everything; the exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._start_infrastructure()
+            for name in SERVICES:
+                self._spawn(name)
+            for name in SERVICES:
+                wait_until(lambda n=name: self.stopping or self._healthy(n), 90, f"{name} to be healthy")
+            log.info("takedown is up: intake %s, outcomes %s, dispatcher %s, sandbox %s (Ctrl-C stops)",
+                     *(self.url(n) for n in ("intake", "outcomes", "dispatcher", "sandbox")))
+            while not self.stopping:
+                self._restart_dead()
+                time.sleep(0.5)
+            return 0
+        except Exception:
+            log.exception("takedown run failed")
+            return 1
+        finally:
+            self._stop_all()
+
+    def _on_signal(self, signum, frame) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _start_infrastructure(self) -> None:
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            self.kafka = EmbeddedKafka(port=self.kafka_port, log_file=self.data_dir / "logs" / "tansu.log")
+            self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka.start()
+            # One member per group here: a short session makes the first join quick (~1.5 s, not 5).
+            self.env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "3000")
+            self.env.setdefault("KAFKA_HEARTBEAT_INTERVAL_MS", "1000")
+            log.info("Kafka: embedded Tansu (memory only) at %s", self.env["KAFKA_BOOTSTRAP_SERVERS"])
+        if not self.env.get("DATABASE_URL"):
+            self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
+            self.env["DATABASE_URL"] = self.postgres.start()
+            log.info("Postgres: embedded, data in %s, URL %s", self.postgres.data_dir, self.env["DATABASE_URL"])
+
+    def _spawn(self, name: str) -> None:
+        logfile = open(self.data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name], env=self.env,
+            stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+        )
+        log.info("started %s (pid %s) on %s, log %s", name, self.children[name].pid, self.url(name),
+                 self.data_dir / "logs" / f"{name}.log")
+
+    def _healthy(self, name: str) -> bool:
+        if self.children[name].poll() is not None:
+            raise RuntimeError(f"{name} exited with {self.children[name].returncode}; see its log")
+        try:
+            return httpx.get(f"{self.url(name)}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _restart_dead(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None and not self.stopping:
+                log.error("%s exited with %s; restarting it", name, child.returncode)
+                time.sleep(1)
+                self._spawn(name)
+
+    def _stop_all(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.terminate()
+        for name, child in self.children.items():
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 15 s, killing it", name)
+                child.kill()
+                child.wait()
+        if self.kafka:
+            self.kafka.stop()
+        if self.postgres:
+            self.postgres.stop()
+        log.info("stopped; nothing left running")

@@ -1,0 +1,62 @@
+"""Database plumbing: engines, session factories and Alembic migrations run at start."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import pool, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg engine that checks connections before use, so a Postgres restart heals."""
+    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+
+def make_sessions(engine: AsyncEngine) -> async_sessionmaker:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def migrate(url: str, migrations_dir: Path, schema: str) -> None:
+    """Upgrade a service's schema to head; safe to call from every instance at start."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.attributes["url"] = url
+    cfg.attributes["schema"] = schema
+    await asyncio.to_thread(command.upgrade, cfg, "head")
+    log.info("schema %s migrated to head", schema)
+
+
+def run_alembic_env(context) -> None:
+    """Body of every service's migrations/env.py: online, async, one schema per service."""
+    cfg = context.config
+    url, schema = cfg.attributes["url"], cfg.attributes["schema"]
+
+    def do_run(connection) -> None:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        # Serialise concurrent starts of several instances of the same service.
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+        context.configure(
+            connection=connection, version_table_schema=schema, transactional_ddl=True
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+            await connection.commit()
+        await engine.dispose()
+
+    asyncio.run(run())

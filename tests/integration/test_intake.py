@@ -1,0 +1,141 @@
+"""Intake against a real broker and database: HTTP and Kafka submissions become events."""
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from services.intake.app import create_app
+from services.intake.config import IntakeSettings
+from shared import topics
+from shared.events import from_kafka
+from tests.support import TopicReader, headers_of, produce, serving
+
+pytestmark = pytest.mark.asyncio
+
+
+def submission(**overrides) -> dict:
+    return {"agency": "NCA", "url": "https://www.facebook.com/groups/smugglers?fbclid=abc",
+            "category": "people_smuggling", **overrides}
+
+
+@pytest.fixture
+async def intake(settings_env):
+    async with serving(create_app(IntakeSettings(**settings_env))) as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            yield client
+
+
+def submitted_ids(records) -> list[str]:
+    return [str(from_kafka(headers_of(r), r.value).referral_id) for r in records]
+
+
+async def test_a_posted_referral_is_published_as_a_cloudevent_keyed_by_its_id(intake, kafka):
+    response = await intake.post("/v1/referrals", json=submission(case_reference="OP-1"))
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["platform"] == "facebook"
+    assert body["canonical_url"] == "https://facebook.com/groups/smugglers"
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
+    headers = headers_of(record)
+    assert record.key.decode() == body["referral_id"]
+    assert headers["ce_specversion"] == "1.0"
+    assert headers["ce_type"] == "referral.submitted"
+    assert headers["ce_subject"] == body["referral_id"]
+    assert headers["ce_actor"] == "agency:NCA"
+    assert headers["ce_schemaversion"] == "1"
+    assert uuid.UUID(headers["ce_id"]) and headers["ce_time"]
+    data = json.loads(record.value)
+    assert data["case_reference"] == "OP-1" and data["received_via"] == "http"
+
+
+async def test_the_same_idempotency_key_from_the_same_agency_returns_the_first_referral(intake, kafka):
+    first = (await intake.post("/v1/referrals", json=submission(idempotency_key="op-7/1"))).json()
+    again = (await intake.post("/v1/referrals", json=submission(idempotency_key="op-7/1"))).json()
+    other_agency = (await intake.post("/v1/referrals", json=submission(agency="Europol", idempotency_key="op-7/1"))).json()
+
+    assert again["referral_id"] == first["referral_id"] and again["duplicate"] is True
+    assert first["duplicate"] is False
+    assert other_agency["referral_id"] != first["referral_id"]
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        records = await reader.wait_for(lambda rs: len(rs) >= 2)
+        sentinel = (await intake.post("/v1/referrals", json=submission())).json()["referral_id"]
+        records = await reader.wait_for(lambda rs: sentinel in submitted_ids(rs))
+    assert sorted(submitted_ids(records)) == sorted([first["referral_id"], other_agency["referral_id"], sentinel])
+
+
+async def test_bad_input_gets_422_naming_each_bad_field(intake):
+    response = await intake.post("/v1/referrals", json={"agency": "", "url": "ftp://x.example", "category": "spam",
+                                                         "evidence": [{"sha256": "nothex"}], "colour": "red"})
+
+    assert response.status_code == 422
+    fields = {tuple(e["loc"][1:]) for e in response.json()["detail"]}
+    assert {("agency",), ("url",), ("category",), ("evidence", 0, "sha256"),
+            ("evidence", 0, "captured_at"), ("colour",)} <= fields
+
+
+async def test_a_batch_answers_item_by_item_and_publishes_only_what_it_accepted(intake, kafka):
+    items = [submission(url="https://youtu.be/abc123?si=track"), {"agency": "NCA", "url": "nope"},
+             submission(idempotency_key="dup"), submission(idempotency_key="dup")]
+
+    response = await intake.post("/v1/referrals/batch", json={"referrals": items})
+
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["invalid"]) == (2, 1, 1)
+    results = body["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert results[0]["canonical_url"] == "https://youtube.com/watch?v=abc123" and results[0]["platform"] == "youtube"
+    assert results[1]["status"] == "invalid"
+    assert {e["field"] for e in results[1]["errors"]} == {"url", "category"}
+    assert results[3]["status"] == "duplicate" and results[3]["referral_id"] == results[2]["referral_id"]
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        records = await reader.wait_for(lambda rs: len(rs) >= 2)
+    assert sorted(submitted_ids(records)) == sorted([results[0]["referral_id"], results[2]["referral_id"]])
+
+
+async def test_a_batch_of_more_than_a_thousand_is_refused_whole(intake):
+    response = await intake.post("/v1/referrals/batch", json={"referrals": [submission()] * 1001})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "referrals"]
+
+
+async def test_a_submission_on_referrals_inbound_becomes_a_referral_once_even_if_replayed(intake, kafka):
+    raw = json.dumps(submission(url="https://t.me/smuggling_channel", agency="Border Force")).encode()
+
+    await produce(kafka, topics.REFERRALS_INBOUND, raw)
+    await produce(kafka, topics.REFERRALS_INBOUND, raw)
+    await produce(kafka, topics.REFERRALS_INBOUND, json.dumps(submission(url="https://x.com/a")).encode())
+
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        records = await reader.wait_for(
+            lambda rs: any(json.loads(r.value)["canonical_url"] == "https://x.com/a" for r in rs))
+    urls = [json.loads(r.value)["canonical_url"] for r in records]
+    assert sorted(urls) == ["https://t.me/smuggling_channel", "https://x.com/a"]
+    assert all(json.loads(r.value)["received_via"] == "kafka" for r in records)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00", "not valid JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (json.dumps({"agency": "NCA", "url": "https://x.com/a"}).encode(), "category: Field required"),
+])
+async def test_a_bad_inbound_record_is_dead_lettered_with_its_reason_and_consumption_goes_on(intake, kafka, raw, reason):
+    await produce(kafka, topics.REFERRALS_INBOUND, raw)
+    await produce(kafka, topics.REFERRALS_INBOUND, json.dumps(submission(url="https://x.com/after")).encode())
+
+    async with TopicReader(kafka, topics.REFERRALS_INBOUND_DLQ) as dlq:
+        [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1)
+    headers = headers_of(dead)
+    assert dead.value == raw
+    assert reason in headers["dlq_reason"]
+    assert headers["dlq_original_topic"] == topics.REFERRALS_INBOUND
+    assert headers["dlq_original_offset"] == "0" and headers["dlq_attempts"] == "1"
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
+    assert json.loads(record.value)["canonical_url"] == "https://x.com/after"

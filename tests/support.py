@@ -1,0 +1,92 @@
+"""Helpers for tests: wait for conditions with deadlines, serve apps, read topics."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+
+from shared.embedded import free_port
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20, what: str = "condition",
+                     interval: float = 0.05) -> Any:
+    """Await check() until it returns something truthy; fail naming what we waited for."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, port: int | None = None):
+    """Serve app (lifespan included) on a free port; yield its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"{app.title} stopped while starting")
+        return server.started
+
+    await eventually(started, 60, f"{app.title} to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> None:
+    """Publish one record with a plain aiokafka producer, as an agency system would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key,
+                                     headers=[(k, v.encode()) for k, v in (headers or {}).items()])
+    finally:
+        await producer.stop()
+
+
+class TopicReader:
+    """Reads every record of a topic from the beginning, without a consumer group."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic, self.records = topic, []
+        self.consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                         enable_auto_commit=False, group_id=None)
+
+    async def __aenter__(self) -> "TopicReader":
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.consumer.stop()
+
+    async def wait_for(self, predicate: Callable[[list], bool], timeout: float = 20, what: str = "records") -> list:
+        """Collect records until predicate(records) holds; return them."""
+
+        async def poll() -> bool:
+            batch = await self.consumer.getmany(timeout_ms=100)
+            for records in batch.values():
+                self.records.extend(records)
+            return predicate(self.records)
+
+        await eventually(poll, timeout, f"{what} on {self.topic}", interval=0)
+        return self.records
+
+
+def headers_of(record) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
