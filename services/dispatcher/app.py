@@ -32,7 +32,7 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     """Build the dispatcher; it connects to Kafka and platforms when the app starts, not before."""
     registry = registry or build_registry(settings)
     broker = make_broker(settings, "takedown-dispatcher")
-    service = DispatchService(registry, broker, settings.delivery_attempts)
+    service = DispatchService(registry, broker, settings.delivery_attempts, settings.delivery_backoff_base_s)
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER))
 
     @contextlib.asynccontextmanager

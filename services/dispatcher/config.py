@@ -16,3 +16,4 @@ class DispatcherSettings(BaseServiceSettings):
     )
     delivery_timeout_s: float = Field(10.0, gt=0)
     delivery_attempts: int = Field(5, ge=1, description="Tries per referral before dispatch_failed.")
+    delivery_backoff_base_s: float = Field(0.5, gt=0, description="First retry delay; doubles, with jitter.")

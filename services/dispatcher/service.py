@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class DispatchService:
-    def __init__(self, registry: AdapterRegistry, broker: KafkaBroker, attempts: int):
+    def __init__(self, registry: AdapterRegistry, broker: KafkaBroker, attempts: int, backoff_base_s: float):
         self.registry, self.broker, self.attempts = registry, broker, attempts
+        self.backoff_base_s = backoff_base_s
 
     async def dispatch(self, referral: ReferralSubmitted) -> None:
         """Deliver one referral, retrying transient failures; publish dispatched or dispatch_failed."""
@@ -39,7 +40,7 @@ class DispatchService:
                     await publish_event(self.broker, REFERRALS_DISPATCH, event)
                     return
                 log.info("referral %s to %s: attempt %s failed (%s), retrying", rid, platform, attempt, exc)
-                await asyncio.sleep(backoff(attempt, base=0.5, cap=10.0))
+                await asyncio.sleep(backoff(attempt, base=self.backoff_base_s, cap=10.0))
                 continue
             event = domain.dispatched(rid, platform, adapter.slug, receipt.ticket_id, attempt)
             await publish_event(self.broker, REFERRALS_DISPATCH, event)
