@@ -49,6 +49,7 @@ async def process_or_dead_letter(
     *,
     max_attempts: int = 4,
     what: str = "record",
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Run work until it succeeds; dead-letter poison at once and other failures after max_attempts."""
     attempt = 0
@@ -63,11 +64,11 @@ async def process_or_dead_letter(
         except Exception as exc:  # noqa: BLE001 - classified below, never swallowed silently
             if is_transient(exc):
                 log.warning("%s: transient failure (attempt %s), retrying: %r", what, attempt, exc)
-                await asyncio.sleep(backoff(attempt))
+                await sleep(backoff(attempt))
                 continue
             if attempt >= max_attempts:
                 log.exception("%s: failed %s times, dead-lettering", what, attempt)
                 await dead_letter(f"{type(exc).__name__}: {exc}", attempt)
                 return
             log.warning("%s: failed (attempt %s/%s): %r", what, attempt, max_attempts, exc)
-            await asyncio.sleep(backoff(attempt))
+            await sleep(backoff(attempt))

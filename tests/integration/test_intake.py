@@ -12,7 +12,6 @@ from shared import topics
 from shared.events import from_kafka
 from tests.support import TopicReader, headers_of, produce, serving
 
-pytestmark = pytest.mark.asyncio
 
 
 def submission(**overrides) -> dict:
