@@ -37,7 +37,7 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await ensure_topics(settings, topics.OWNED["dispatcher"])
+        await ensure_topics(settings, topics.needed_by("dispatcher"))
         await broker.start()
         log.info("dispatcher ready: Kafka %s, platforms API %s, adapters %s",
                  settings.kafka_bootstrap_servers, settings.sandbox_url, [a.slug for a in registry])

@@ -33,7 +33,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
-        await ensure_topics(settings, topics.OWNED["intake"])
+        await ensure_topics(settings, topics.needed_by("intake"))
         await broker.start()
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         log.info("intake ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,

@@ -29,7 +29,7 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
-        await ensure_topics(settings, topics.OWNED["outcomes"])
+        await ensure_topics(settings, topics.needed_by("outcomes"))
         await broker.start()
         log.info("outcomes ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))
