@@ -1,5 +1,6 @@
 """The `takedown` command: run one service, or the whole stack with `takedown run`."""
 
+import importlib
 from pathlib import Path
 
 import typer
@@ -10,48 +11,36 @@ app = typer.Typer(help="takedown: carries takedown referrals to platforms and ba
                   no_args_is_help=True, add_completion=False)
 
 
+def _serve(name: str, settings_class: str) -> None:
+    """Build one service from its settings and serve it until SIGINT or SIGTERM."""
+    settings = getattr(importlib.import_module(f"services.{name}.config"), settings_class)()
+    configure_logging(settings.log_level)
+    service_app = importlib.import_module(f"services.{name}.app").create_app(settings)
+    serve(service_app, getattr(settings, f"{name}_host"), getattr(settings, f"{name}_port"), name)
+
+
 @app.command()
 def intake() -> None:
     """Run the intake service (HTTP API and referrals.inbound consumer)."""
-    from services.intake.app import create_app
-    from services.intake.config import IntakeSettings
-
-    settings = IntakeSettings()
-    configure_logging(settings.log_level)
-    serve(create_app(settings), settings.intake_host, settings.intake_port, "intake")
+    _serve("intake", "IntakeSettings")
 
 
 @app.command()
 def dispatcher() -> None:
     """Run the dispatcher (delivers referrals to platforms, receives their decisions)."""
-    from services.dispatcher.app import create_app
-    from services.dispatcher.config import DispatcherSettings
-
-    settings = DispatcherSettings()
-    configure_logging(settings.log_level)
-    serve(create_app(settings), settings.dispatcher_host, settings.dispatcher_port, "dispatcher")
+    _serve("dispatcher", "DispatcherSettings")
 
 
 @app.command()
 def outcomes() -> None:
     """Run the outcomes service (audit trail and auditors' API)."""
-    from services.outcomes.app import create_app
-    from services.outcomes.config import OutcomesSettings
-
-    settings = OutcomesSettings()
-    configure_logging(settings.log_level)
-    serve(create_app(settings), settings.outcomes_host, settings.outcomes_port, "outcomes")
+    _serve("outcomes", "OutcomesSettings")
 
 
 @app.command()
 def sandbox() -> None:
     """Run the platform sandbox that stands in for platforms' reporting APIs."""
-    from services.sandbox.app import create_app
-    from services.sandbox.config import SandboxSettings
-
-    settings = SandboxSettings()
-    configure_logging(settings.log_level)
-    serve(create_app(settings), settings.sandbox_host, settings.sandbox_port, "sandbox")
+    _serve("sandbox", "SandboxSettings")
 
 
 @app.command()

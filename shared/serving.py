@@ -43,3 +43,15 @@ def install_error_handlers(app: FastAPI, unavailable: str) -> None:
             return JSONResponse({"detail": unavailable}, status_code=503, headers={"Retry-After": "5"})
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def add_health(app: FastAPI, service: str, engine=None) -> None:
+    """GET /health: 200 when the service is up and, if it has one, its database answers."""
+    from sqlalchemy import text
+
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict:
+        if engine is not None:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        return {"status": "ok", "service": service}

@@ -13,7 +13,7 @@ from services.dispatcher.service import DispatchService
 from shared import topics
 from shared.events import Platform
 from shared.kafka import consumer_options, ensure_topics, make_broker
-from shared.serving import install_error_handlers
+from shared.serving import add_health, install_error_handlers
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,6 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     app.include_router(api.router)
 
     install_error_handlers(app, "Kafka unavailable, decision not recorded; retry")
-
-    @app.get("/health", tags=["operations"])
-    async def health() -> dict:
-        return {"status": "ok", "service": "dispatcher"}
+    add_health(app, "dispatcher")
 
     return app

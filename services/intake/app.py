@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from services.intake import api, handlers
 from services.intake.config import IntakeSettings
@@ -15,7 +14,7 @@ from services.intake.outbox import OutboxRelay
 from services.intake.service import IntakeService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker
-from shared.serving import install_error_handlers
+from shared.serving import add_health, install_error_handlers
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,12 +48,6 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app.include_router(api.router)
 
     install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
-
-    @app.get("/health", tags=["operations"])
-    async def health() -> dict:
-        """Ready when Postgres answers."""
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return {"status": "ok", "service": "intake"}
+    add_health(app, "intake", engine)
 
     return app

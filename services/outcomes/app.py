@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from services.outcomes import api, handlers
 from services.outcomes.config import OutcomesSettings
@@ -13,7 +12,7 @@ from services.outcomes.db import SCHEMA
 from services.outcomes.service import OutcomesService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker
-from shared.serving import install_error_handlers
+from shared.serving import add_health, install_error_handlers
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -41,12 +40,6 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
     app.state.sessions = sessions
     app.include_router(api.router)
     install_error_handlers(app, "database unavailable; retry")
-
-    @app.get("/health", tags=["operations"])
-    async def health() -> dict:
-        """Ready when Postgres answers."""
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        return {"status": "ok", "service": "outcomes"}
+    add_health(app, "outcomes", engine)
 
     return app
