@@ -28,6 +28,27 @@ def make_broker(settings: BaseServiceSettings, client_id: str) -> KafkaBroker:
     )
 
 
+async def tolerant_headers(record, original_parser):
+    """Make header values decodable before FastStream decodes them.
+
+    FastStream's parser raises on a header that is not UTF-8, before any handler runs, and the
+    record is then committed past unprocessed. Replacing undecodable bytes lets our handler see
+    the record and accept it or dead-letter it; the value bytes are never touched.
+    """
+    headers = list(record.headers or ())
+    if any(not _utf8(v) for _, v in headers):
+        record.headers = tuple((k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers)
+    return await original_parser(record)
+
+
+def _utf8(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode("utf-8")
+        return value is not None
+    except UnicodeDecodeError:
+        return False
+
+
 def consumer_options(settings: BaseServiceSettings, group_id: str) -> dict:
     """Subscriber options for a consumer that must not lose records.
 
@@ -38,6 +59,7 @@ def consumer_options(settings: BaseServiceSettings, group_id: str) -> dict:
         "group_id": group_id,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "parser": tolerant_headers,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
     }

@@ -49,13 +49,14 @@ async def serving(app: FastAPI, port: int | None = None):
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None,
-                  headers: dict[str, str] | None = None) -> None:
+                  headers: dict[str, str | bytes] | None = None) -> None:
     """Publish one record with a plain aiokafka producer, as an agency system would."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key,
-                                     headers=[(k, v.encode()) for k, v in (headers or {}).items()])
+                                     headers=[(k, v.encode() if isinstance(v, str) else v)
+                                              for k, v in (headers or {}).items()])
     finally:
         await producer.stop()
 

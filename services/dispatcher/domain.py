@@ -4,10 +4,9 @@ Event ids are derived from what happened (uuid5), so a redelivered referral or a
 callback produces the same event id and the outcomes service records it once.
 """
 
-from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events import (Event, Outcome, Platform, ReferralDispatched, ReferralDispatchFailed,
                            TakedownDecided, actor)
@@ -26,7 +25,7 @@ class DecisionCallback(BaseModel):
     outcome: Outcome
     reason: str | None = Field(None, max_length=200)
     note: str | None = Field(None, max_length=10_000)
-    decided_at: datetime
+    decided_at: AwareDatetime
 
 
 def stable_id(*parts: object) -> UUID:

@@ -138,3 +138,15 @@ async def test_a_bad_inbound_record_is_dead_lettered_with_its_reason_and_consump
     async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
         [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
     assert json.loads(record.value)["canonical_url"] == "https://x.com/after"
+
+
+async def test_a_record_whose_headers_are_not_utf8_is_still_processed_not_skipped(intake, kafka):
+    """FastStream alone fails such a record before any handler runs and commits past it."""
+    raw = json.dumps(submission(url="https://x.com/odd-headers")).encode()
+
+    await produce(kafka, topics.REFERRALS_INBOUND, raw, headers={"trace": b"\xff\xfe"})
+
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
+    assert json.loads(record.value)["canonical_url"] == "https://x.com/odd-headers"
+

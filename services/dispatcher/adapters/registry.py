@@ -20,6 +20,7 @@ class AdapterRegistry:
         for platform in adapter.platforms:
             if platform in self._by_platform:
                 raise ValueError(f"platform {platform} already served by {self._by_platform[platform].slug}")
+        for platform in adapter.platforms:
             self._by_platform[platform] = adapter
         self._by_slug[adapter.slug] = adapter
 

@@ -40,7 +40,7 @@ class ReportingApiAdapter(PlatformAdapter):
             "agency": referral.agency,
             "case_reference": referral.case_reference,
             "notes": referral.notes,
-            "callback_url": f"{self.config.callback_base_url}/v1/callbacks/{referral.platform.value}",
+            "callback_url": f"{self.config.callback_base_url.rstrip('/')}/v1/callbacks/{referral.platform.value}",
         }
         try:
             response = await self._client.post(
@@ -52,10 +52,16 @@ class ReportingApiAdapter(PlatformAdapter):
             raise DeliveryError(f"{type(exc).__name__}: {exc}", permanent=False) from exc
         if response.status_code in RETRYABLE_STATUS:
             raise DeliveryError(f"HTTP {response.status_code}", permanent=False)
-        if response.is_error:
+        if not response.is_success:
             raise DeliveryError(f"HTTP {response.status_code}: {response.text[:500]}", permanent=True)
-        body = response.json()
-        return Receipt(ticket_id=str(body["ticket_id"]), duplicate=bool(body.get("duplicate")))
+        try:
+            body = response.json()
+            ticket_id = body["ticket_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            # The report may have been taken: retrying with the same Idempotency-Key is safe.
+            raise DeliveryError(f"HTTP {response.status_code} without a ticket id: {response.text[:200]}",
+                                permanent=False) from exc
+        return Receipt(ticket_id=str(ticket_id), duplicate=bool(body.get("duplicate")))
 
     async def close(self) -> None:
         await self._client.aclose()
