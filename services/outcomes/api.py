@@ -63,6 +63,9 @@ def _sessions(request: Request):
 async def get_referral(referral_id: UUID, request: Request) -> ReferralWithHistory:
     """A referral's current state and every event recorded about it, in the order they happened."""
     async with _sessions(request)() as session:
+        # One snapshot for both reads, or an event committed between them shows in the history
+        # but not in the state.
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         state = await db.get_referral(session, referral_id)
         if state is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id}")
