@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 SPEC_VERSION = "1.0"
 
@@ -42,9 +42,60 @@ class Priority(StrEnum):
 
 
 class Outcome(StrEnum):
+    """The summary of a decision, for counting: derived from the DSA fields."""
+
     removed = "removed"
     restricted = "restricted"
     rejected = "rejected"
+
+
+class Visibility(StrEnum):
+    """DSA statement of reasons: restrictions of the visibility of content."""
+
+    content_removed = "content_removed"
+    content_disabled = "content_disabled"
+    content_demoted = "content_demoted"
+    content_age_restricted = "content_age_restricted"
+    content_interaction_restricted = "content_interaction_restricted"
+    content_labelled = "content_labelled"
+
+
+class AccountAction(StrEnum):
+    """DSA statement of reasons: suspension or termination of the account."""
+
+    account_suspended = "account_suspended"
+    account_terminated = "account_terminated"
+
+
+class Ground(StrEnum):
+    """DSA statement of reasons: the ground the platform decided on."""
+
+    illegal_content = "illegal_content"
+    incompatible_with_terms = "incompatible_with_terms"
+
+
+class NoActionReason(StrEnum):
+    """Why a platform did not act: the structured reasons the DSA schema lacks."""
+
+    no_violation = "no_violation"  # terms and conditions not breached
+    insufficient_information = "insufficient_information"
+    content_not_found = "content_not_found"
+    already_removed = "already_removed"
+    out_of_scope = "out_of_scope"
+    duplicate = "duplicate"
+
+
+REMOVING = {Visibility.content_removed, Visibility.content_disabled}
+
+
+def summarise(visibility: tuple[Visibility, ...] | list[Visibility], account: AccountAction | None,
+              no_action_reason: NoActionReason | None) -> Outcome:
+    """removed if the content or account is gone, restricted if limited, rejected otherwise."""
+    if no_action_reason is not None or not (visibility or account):
+        return Outcome.rejected
+    if REMOVING & set(visibility) or account is not None:
+        return Outcome.removed
+    return Outcome.restricted
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Lower-case hex SHA-256.")]
@@ -111,20 +162,35 @@ class ReferralDispatchFailed(EventData):
 
 
 class TakedownDecided(EventData):
-    """The platform decided on a reported item."""
+    """The platform decided on a reported item (DSA statement-of-reasons fields)."""
 
     event_type: ClassVar[str] = "takedown.decided"
 
     platform: Platform
     ticket_id: str
-    outcome: Outcome
-    reason: str | None = Field(None, description="Why, e.g. no_violation for a rejection.")
-    platform_note: str | None = None
+    outcome: Outcome = Field(description="Summary: removed, restricted or rejected.")
+    decision_visibility: list[Visibility] = Field(default_factory=list)
+    decision_account: AccountAction | None = None
+    decision_ground: Ground | None = None
+    territorial_scope: list[str] = Field(default_factory=list, description="ISO 3166-1 alpha-2, or WW.")
+    no_action_reason: NoActionReason | None = None
+    platform_explanation: str | None = Field(None, description="The platform's own words.")
+
+
+class TakedownInformationRequested(EventData):
+    """The platform asks the agency for more information before it decides."""
+
+    event_type: ClassVar[str] = "takedown.information_requested"
+
+    platform: Platform
+    ticket_id: str
+    question: str
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_type: cls
-    for cls in (ReferralSubmitted, ReferralDispatched, ReferralDispatchFailed, TakedownDecided)
+    for cls in (ReferralSubmitted, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
+                TakedownInformationRequested)
 }
 
 
@@ -134,9 +200,9 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: UUID = Field(default_factory=uuid4)
-    source: str = Field(description="URI-reference of the service that emitted the event.")
-    actor: str = Field(description="Who caused it: agency:<name>, service:<name> or platform:<slug>.")
-    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    source: str = Field(min_length=1, description="URI-reference of the service that emitted the event.")
+    actor: str = Field(min_length=1, description="Who caused it: agency:<name>, service:<name> or platform:<slug>.")
+    time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC), description="When it happened.")
     data: EventData
 
     @property
@@ -170,6 +236,9 @@ def to_kafka(event: Event) -> tuple[bytes, bytes, dict[str, str]]:
 
 def from_kafka(headers: dict[str, str], body: bytes) -> Event:
     """Parse a binary-mode CloudEvent; raise InvalidEvent naming what is wrong."""
+    # Undecodable header bytes arrive as U+FFFD: an audit entry must not carry a guessed actor.
+    if garbled := sorted(k for k, v in headers.items() if k.startswith("ce_") and "\ufffd" in v):
+        raise InvalidEvent(f"header {garbled[0]!r} is not UTF-8 text")
     if headers.get("ce_specversion") != SPEC_VERSION:
         raise InvalidEvent(f"ce_specversion must be {SPEC_VERSION!r}")
     data_cls = EVENT_TYPES.get(headers.get("ce_type", ""))
@@ -177,15 +246,18 @@ def from_kafka(headers: dict[str, str], body: bytes) -> Event:
         raise InvalidEvent(f"unknown ce_type {headers.get('ce_type')!r}")
     try:
         data = data_cls.model_validate_json(body)
-        return Event(
+        event = Event(
             id=headers.get("ce_id"),
             source=headers.get("ce_source"),
-            actor=headers.get("ce_actor", "unknown"),
+            actor=headers.get("ce_actor"),
             time=headers.get("ce_time"),
             data=data,
         )
     except ValidationError as exc:
         raise InvalidEvent(describe_errors(exc)) from exc
+    if headers.get("ce_subject") != str(event.referral_id):
+        raise InvalidEvent("ce_subject does not match the referral id in the data")
+    return event
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -35,10 +35,17 @@ async def tolerant_headers(record, original_parser):
     record is then committed past unprocessed. Replacing undecodable bytes lets our handler see
     the record and accept it or dead-letter it; the value bytes are never touched.
     """
-    headers = list(record.headers or ())
-    if any(not _utf8(v) for _, v in headers):
-        record.headers = tuple((k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers)
+    for one in record if isinstance(record, tuple) else (record,):  # a batch is a tuple of records
+        headers = list(one.headers or ())
+        if any(not _utf8(v) for _, v in headers):
+            one.headers = tuple((k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers)
     return await original_parser(record)
+
+
+def keep_body_as_bytes(msg) -> bytes | list[bytes]:
+    """Leave bodies undecoded: FastStream decodes a body marked JSON before the handler runs, and
+    one that is not JSON then fails outside our dead-letter logic and is redelivered forever."""
+    return msg.body
 
 
 def _utf8(value: bytes | None) -> bool:
@@ -60,6 +67,7 @@ def consumer_options(settings: BaseServiceSettings, group_id: str) -> dict:
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "parser": tolerant_headers,
+        "decoder": keep_body_as_bytes,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
     }

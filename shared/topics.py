@@ -8,14 +8,30 @@ REFERRALS_INBOUND_DLQ = "referrals.inbound.dlq"
 REFERRALS_SUBMITTED = "referrals.submitted"  # owned by intake
 REFERRALS_DISPATCH = "referrals.dispatch"  # owned by dispatcher: dispatched, dispatch_failed
 TAKEDOWN_DECISIONS = "takedown.decisions"  # owned by dispatcher: decided
-DISPATCH_DLQ = "referrals.submitted.dlq"  # owned by dispatcher
+DISPATCH_DLQ = "referrals.submitted.dlq"  # owned by dispatcher: records that are not referrals
+DELIVERY_DLQ = "dispatch.dlq"  # owned by dispatcher: reports no platform would take
 OUTCOMES_DLQ = "outcomes.dlq"  # owned by outcomes
+PLATFORMS = ("facebook", "instagram", "youtube", "x", "tiktok", "telegram", "other")
+
+
+def lane(platform: str) -> str:
+    """The topic of one platform's delivery lane (owned by dispatcher)."""
+    return f"dispatch.{platform}"
+
+
+def retry_lane(platform: str) -> str:
+    """Where a platform's failed reports wait for their next attempt (owned by dispatcher)."""
+    return f"dispatch.{platform}.retry"
+
+
+DEAD_LETTER_TOPICS = (REFERRALS_INBOUND_DLQ, DISPATCH_DLQ, DELIVERY_DLQ, OUTCOMES_DLQ)
 
 # What each service publishes to (owns) and reads. A service creates both at start, with the
 # configured partition count, so no start order lets a broker auto-create one with its default.
 OWNED = {
     "intake": (REFERRALS_INBOUND_DLQ, REFERRALS_SUBMITTED),
-    "dispatcher": (REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, DISPATCH_DLQ),
+    "dispatcher": (REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, DISPATCH_DLQ, DELIVERY_DLQ,
+                   *(lane(p) for p in PLATFORMS), *(retry_lane(p) for p in PLATFORMS)),
     "outcomes": (OUTCOMES_DLQ,),
 }
 CONSUMED = {
@@ -31,4 +47,9 @@ def needed_by(service: str) -> tuple[str, ...]:
 
 GROUP_INTAKE = "takedown-intake"
 GROUP_DISPATCHER = "takedown-dispatcher"
+
+
+def lane_group(platform: str) -> str:
+    """Each lane has its own consumer group, so its lag is its own."""
+    return f"takedown-dispatcher-{platform}"
 GROUP_OUTCOMES = "takedown-outcomes"

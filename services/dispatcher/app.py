@@ -1,56 +1,92 @@
 """Dispatcher's composition root: the one place its parts are built and wired."""
 
+import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.dispatcher import api, handlers
-from services.dispatcher.adapters.registry import AdapterRegistry
-from services.dispatcher.adapters.reporting_api import ReportingApiAdapter, ReportingApiConfig
+from services.dispatcher.adapters.registry import AdapterRegistry, build_registry
 from services.dispatcher.config import DispatcherSettings
+from services.dispatcher.db import SCHEMA
+from services.dispatcher.lanes import Lane, RetryPolicy
+from services.dispatcher.outbound import Outbound
+from services.dispatcher.resilience import CircuitBreaker, TokenBucket
 from services.dispatcher.service import DispatchService
-from shared import topics
-from shared.events import Platform
+from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker
+from shared.reliability import backoff
 from shared.serving import add_health, install_error_handlers
 
 log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build_registry(settings: DispatcherSettings) -> AdapterRegistry:
-    """One reporting-API adapter per platform, all pointed at the configured API base URL."""
-    config = ReportingApiConfig(base_url=settings.sandbox_url, timeout_s=settings.delivery_timeout_s,
-                                callback_base_url=settings.dispatcher_callback_base_url)
-    registry = AdapterRegistry()
-    for platform in Platform:
-        registry.register(ReportingApiAdapter(platform.value, (platform,), config))
-    return registry
+def build_lanes(settings: DispatcherSettings, registry: AdapterRegistry) -> dict:
+    """One lane per served platform; platforms of one adapter share its breaker and rate limit."""
+    policy = RetryPolicy(settings.delivery_attempts, settings.delivery_backoff_base_s, settings.delivery_backoff_cap_s)
+    lanes = {}
+    for adapter in registry:
+        limit = adapter.config.rate_limit
+        lane = Lane(adapter, CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s,
+                                            settings.breaker_max_reset_s),
+                    TokenBucket(limit.per_second, limit.burst), policy)
+        lanes.update(dict.fromkeys(adapter.platforms, lane))
+    return lanes
+
+
+def lane_options(settings: DispatcherSettings) -> dict:
+    """Lanes wait out a platform's outage inside a batch: give them long before a rebalance."""
+    return {**consumer_options(settings, topics.GROUP_DISPATCHER), "max_records": settings.lane_batch,
+            "max_poll_interval_ms": 30 * 60 * 1000}
 
 
 def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = None) -> FastAPI:
-    """Build the dispatcher; it connects to Kafka and platforms when the app starts, not before."""
-    registry = registry or build_registry(settings)
+    """Build the dispatcher; it connects to Kafka, Postgres and platforms when the app starts."""
+    registry = registry or build_registry(settings.adapter_settings)
+    engine = db.make_engine(settings.database_url)
     broker = make_broker(settings, "takedown-dispatcher")
-    service = DispatchService(registry, broker, settings.delivery_attempts, settings.delivery_backoff_base_s)
-    handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER))
+    service = DispatchService(registry, build_lanes(settings, registry), Outbound(broker), db.make_sessions(engine))
+    handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER), lane_options(settings),
+                      tuple(p.value for p in registry.platforms))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("dispatcher"))
         await broker.start()
-        log.info("dispatcher ready: Kafka %s, platforms API %s, adapters %s",
-                 settings.kafka_bootstrap_servers, settings.sandbox_url, [a.slug for a in registry])
+        poller = asyncio.create_task(poll_forever(service, settings.poll_tick_s), name="ticket-poller")
+        log.info("dispatcher ready: Kafka %s, adapters %s", settings.kafka_bootstrap_servers,
+                 {a.slug: [p.value for p in a.platforms] for a in registry})
         yield
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
         await broker.stop()
         for adapter in registry:
             await adapter.close()
+        await engine.dispose()
 
     app = FastAPI(title="takedown dispatcher", version="1", lifespan=lifespan)
     app.state.dispatcher = service
     app.include_router(api.router)
-
-    install_error_handlers(app, "Kafka unavailable, decision not recorded; retry")
-    add_health(app, "dispatcher")
-
+    install_error_handlers(app, "Kafka or the database is unavailable, decision not recorded; retry")
+    add_health(app, "dispatcher", engine)
     return app
+
+
+async def poll_forever(service: DispatchService, tick_s: float) -> None:
+    """Poll due tickets until cancelled; a failing round is logged and retried with backoff."""
+    failures = 0
+    while True:
+        try:
+            polled = await service.poll_due()
+            failures = 0
+        except Exception:  # noqa: BLE001 - the poller must outlive any one bad round
+            failures += 1
+            log.exception("polling round failed (%s in a row)", failures)
+            await asyncio.sleep(backoff(failures, cap=30.0))
+            continue
+        if not polled:
+            await asyncio.sleep(tick_s)

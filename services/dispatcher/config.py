@@ -1,19 +1,43 @@
-"""Dispatcher's settings, from the environment."""
+"""Dispatcher's settings, from the environment (and an optional adapters file)."""
 
+from pathlib import Path
+from typing import Any
+
+import yaml
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
 
 
 class DispatcherSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
+
     dispatcher_host: str = "127.0.0.1"
     dispatcher_port: int = 8002
     dispatcher_callback_base_url: str = Field(
         "http://127.0.0.1:8002", description="Base URL platforms call back with decisions."
     )
     sandbox_url: str = Field(
-        "http://127.0.0.1:8090", description="Base URL of the platforms' reporting APIs (the sandbox)."
+        "http://127.0.0.1:8090", description="Default base URL of every platform API (the sandbox)."
     )
-    delivery_timeout_s: float = Field(10.0, gt=0)
-    delivery_attempts: int = Field(5, ge=1, description="Tries per referral before dispatch_failed.")
-    delivery_backoff_base_s: float = Field(0.5, gt=0, description="First retry delay; doubles, with jitter.")
+    adapters_file: Path | None = Field(None, description="YAML: adapter slug -> its settings.")
+    adapters: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-adapter settings from the environment, e.g. ADAPTERS__META__CLIENT_SECRET."
+    )
+    delivery_attempts: int = Field(6, ge=1, description="Attempts per report before it is dead-lettered.")
+    delivery_backoff_base_s: float = Field(1.0, gt=0, description="First retry delay; doubles, with jitter.")
+    delivery_backoff_cap_s: float = Field(120.0, gt=0)
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open a platform's circuit.")
+    breaker_reset_s: float = Field(5.0, gt=0, description="First cool-down of an open circuit; doubles per failed probe.")
+    breaker_max_reset_s: float = Field(60.0, gt=0)
+    lane_batch: int = Field(64, ge=1, description="Most records a lane takes from Kafka at once.")
+    poll_tick_s: float = Field(1.0, gt=0, description="How often due tickets are looked for.")
+
+    def adapter_settings(self, slug: str) -> dict[str, Any]:
+        """One adapter's settings: defaults, then the adapters file, then the environment."""
+        from_file = {}
+        if self.adapters_file is not None:
+            from_file = (yaml.safe_load(self.adapters_file.read_text()) or {}).get(slug, {})
+        defaults = {"base_url": self.sandbox_url, "callback_base_url": self.dispatcher_callback_base_url}
+        return {**defaults, **from_file, **self.adapters.get(slug, {})}

@@ -1,31 +1,18 @@
 """Dispatcher's domain: platform answers as lifecycle events, with stable event ids. No I/O.
 
-Event ids are derived from what happened (uuid5), so a redelivered referral or a repeated
-callback produces the same event id and the outcomes service records it once.
+Event ids are derived from what happened (uuid5), so a redelivered referral, a repeated
+callback or a second poll of the same answer produces the same event id, and the outcomes
+service records it once.
 """
 
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-from shared.events import (Event, Outcome, Platform, ReferralDispatched, ReferralDispatchFailed,
-                           TakedownDecided, actor)
+from services.dispatcher.adapters.base import Decision, InformationRequest, PlatformAnswer
+from shared.events import (Event, Platform, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
+                           TakedownInformationRequested, actor, summarise)
 
 SOURCE = "/takedown/dispatcher"
 SERVICE = actor("service", "dispatcher")
-
-
-class DecisionCallback(BaseModel):
-    """A platform's decision on a reported item, as its webhook sends it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    ticket_id: str = Field(min_length=1, max_length=200)
-    reference: UUID = Field(description="Our referral id, echoed back by the platform.")
-    outcome: Outcome
-    reason: str | None = Field(None, max_length=200)
-    note: str | None = Field(None, max_length=10_000)
-    decided_at: AwareDatetime
 
 
 def stable_id(*parts: object) -> UUID:
@@ -42,14 +29,27 @@ def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason:
                     attempts: int, permanent: bool) -> Event:
     data = ReferralDispatchFailed(referral_id=referral_id, platform=platform, adapter=adapter,
                                   reason=reason, attempts=attempts, permanent=permanent)
-    return Event(id=stable_id(referral_id, "dispatch_failed", attempts, reason), source=SOURCE,
+    return Event(id=stable_id(referral_id, "dispatch_failed", attempts), source=SOURCE,
                  actor=SERVICE, data=data)
 
 
-def decided(platform: Platform, callback: DecisionCallback) -> Event:
-    data = TakedownDecided(referral_id=callback.reference, platform=platform, ticket_id=callback.ticket_id,
-                           outcome=callback.outcome, reason=callback.reason, platform_note=callback.note)
-    return Event(
-        id=stable_id(callback.reference, "decided", callback.ticket_id, callback.outcome, callback.decided_at),
-        source=SOURCE, actor=actor("platform", platform.value), time=callback.decided_at, data=data,
+def answered(platform: Platform, answer: PlatformAnswer) -> Event:
+    """A platform's decision or request for information, as the event that records it."""
+    who = actor("platform", platform.value)
+    if isinstance(answer, InformationRequest):
+        data = TakedownInformationRequested(referral_id=answer.referral_id, platform=platform,
+                                            ticket_id=answer.ticket_id, question=answer.question)
+        return Event(id=stable_id(answer.referral_id, "information_requested", answer.ticket_id, answer.requested_at),
+                     source=SOURCE, actor=who, time=answer.requested_at, data=data)
+    return Event(id=stable_id(answer.referral_id, "decided", answer.ticket_id, answer.decided_at),
+                 source=SOURCE, actor=who, time=answer.decided_at, data=decided_data(platform, answer))
+
+
+def decided_data(platform: Platform, decision: Decision) -> TakedownDecided:
+    return TakedownDecided(
+        referral_id=decision.referral_id, platform=platform, ticket_id=decision.ticket_id,
+        outcome=summarise(decision.visibility, decision.account, decision.no_action_reason),
+        decision_visibility=list(decision.visibility), decision_account=decision.account,
+        decision_ground=decision.ground, territorial_scope=list(decision.territorial_scope),
+        no_action_reason=decision.no_action_reason, platform_explanation=decision.explanation,
     )

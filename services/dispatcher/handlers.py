@@ -1,8 +1,16 @@
-"""Dispatcher's Kafka subscriber: every referral.submitted is delivered to its platform."""
+"""Dispatcher's Kafka subscribers: the router, and per platform a lane and its retry topic.
+
+Every record is committed only after what came of it is published (an event, a retry, a
+dead letter). A lane takes records in batches and delivers them concurrently, up to its
+adapter's cap on reports in flight.
+"""
+
+import asyncio
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from services.dispatcher.outbound import Record
 from services.dispatcher.service import DispatchService
 from shared import topics
 from shared.events import InvalidEvent, ReferralSubmitted, from_kafka
@@ -20,17 +28,51 @@ def parse_referral(headers: dict, raw: bytes) -> ReferralSubmitted:
     return event.data
 
 
-def register(broker: KafkaBroker, service: DispatchService, options: dict) -> None:
-    """Subscribe to referrals.submitted; commit a record once its outcome is published."""
+def as_record(raw, headers: dict[str, str]) -> Record:
+    return Record(key=raw.key, value=raw.value or b"", headers=dict(headers), topic=raw.topic,
+                  partition=raw.partition, offset=raw.offset)
 
-    @broker.subscriber(
-        topics.REFERRALS_SUBMITTED, **options, description="Referrals to deliver to their platforms.",
-    )
-    async def on_submitted(msg: KafkaMessage) -> None:
+
+def register(broker: KafkaBroker, service: DispatchService, options: dict, lane_options: dict,
+             platforms: tuple[str, ...]) -> None:
+    """Subscribe the router, and a lane and retry consumer for each platform."""
+
+    @broker.subscriber(topics.REFERRALS_SUBMITTED, **options, description="New referrals, routed to their lanes.")
+    async def route(msg: KafkaMessage) -> None:
+        record = as_record(msg.raw_message, msg.headers)
+
         async def work() -> None:
-            await service.dispatch(parse_referral(msg.headers, msg.raw_message.value or b""))
+            await service.route(parse_referral(msg.headers, record.value), record)
 
         async def to_dlq(reason: str, attempts: int) -> None:
             await dead_letter(broker, topics.DISPATCH_DLQ, msg, reason, attempts)
 
         await process_or_dead_letter(work, to_dlq, what=record_position(msg))
+
+    for platform in platforms:
+        _register_lane(broker, service, platform, lane_options)
+
+
+def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str, options: dict) -> None:
+    group = topics.lane_group(platform)
+
+    @broker.subscriber(topics.lane(platform), **{**options, "group_id": group}, batch=True,
+                       description=f"Reports to deliver to {platform}.")
+    async def deliver(msg: KafkaMessage) -> None:
+        records = [as_record(raw, headers) for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True)]
+        await asyncio.gather(*(_deliver_one(service, r) for r in records))
+
+    @broker.subscriber(topics.retry_lane(platform), **{**options, "group_id": f"{group}-retry"},
+                       description=f"Reports to {platform} waiting for their next attempt.")
+    async def release(msg: KafkaMessage) -> None:
+        await service.release(platform, as_record(msg.raw_message, msg.headers))
+
+
+async def _deliver_one(service: DispatchService, record: Record) -> None:
+    async def work() -> None:
+        await service.deliver(parse_referral(record.headers, record.value), record)
+
+    async def to_dlq(reason: str, attempts: int) -> None:
+        await service.outbound.dead_letter(record, reason)
+
+    await process_or_dead_letter(work, to_dlq, what=f"{record.topic}/{record.partition}/{record.offset}")

@@ -1,52 +1,128 @@
-"""Dispatcher's service layer: deliver a referral through its adapter, publish what happened."""
+"""Dispatcher's service layer: route referrals to lanes, deliver them, and turn every platform
+answer (receipt, callback or poll) into lifecycle events."""
 
 import asyncio
 import logging
+import time
+from collections.abc import Mapping
 
-from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.dispatcher import domain
-from services.dispatcher.adapters.base import DeliveryError
+from services.dispatcher import db, domain
+from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAdapter,
+                                               PlatformAnswer)
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
+from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
+from services.dispatcher.outbound import Outbound, Record
 from shared.events import Platform, ReferralSubmitted
-from shared.kafka import publish_event
-from shared.reliability import backoff
 from shared.topics import REFERRALS_DISPATCH, TAKEDOWN_DECISIONS
 
 log = logging.getLogger(__name__)
 
 
+class UnknownTicket(LookupError):
+    """A callback about a ticket we do not hold (yet): the platform should try again later."""
+
+
 class DispatchService:
-    def __init__(self, registry: AdapterRegistry, broker: KafkaBroker, attempts: int, backoff_base_s: float):
-        self.registry, self.broker, self.attempts = registry, broker, attempts
-        self.backoff_base_s = backoff_base_s
+    def __init__(self, registry: AdapterRegistry, lanes: Mapping[Platform, Lane], outbound: Outbound,
+                 sessions: async_sessionmaker):
+        self.registry, self.lanes, self.outbound, self.sessions = registry, lanes, outbound, sessions
 
-    async def dispatch(self, referral: ReferralSubmitted) -> None:
-        """Deliver one referral, retrying transient failures; publish dispatched or dispatch_failed."""
-        rid, platform = referral.referral_id, referral.platform
+    async def route(self, referral: ReferralSubmitted, record: Record) -> None:
+        """Put a new referral on its platform's lane, or record that no adapter serves it."""
         try:
-            adapter = self.registry.for_platform(platform)
+            self.registry.for_platform(referral.platform)
         except UnknownPlatform as exc:
-            event = domain.dispatch_failed(rid, platform, "none", str(exc), 0, permanent=True)
-            await publish_event(self.broker, REFERRALS_DISPATCH, event)
+            await self.outbound.event(REFERRALS_DISPATCH, domain.dispatch_failed(
+                referral.referral_id, referral.platform, "none", str(exc), 0, permanent=True))
             return
-        for attempt in range(1, self.attempts + 1):
-            try:
-                receipt = await adapter.submit(referral)
-            except DeliveryError as exc:
-                if exc.permanent or attempt == self.attempts:
-                    log.warning("referral %s to %s failed after %s attempts: %s", rid, platform, attempt, exc)
-                    event = domain.dispatch_failed(rid, platform, adapter.slug, exc.reason, attempt, exc.permanent)
-                    await publish_event(self.broker, REFERRALS_DISPATCH, event)
-                    return
-                log.info("referral %s to %s: attempt %s failed (%s), retrying", rid, platform, attempt, exc)
-                await asyncio.sleep(backoff(attempt, base=self.backoff_base_s, cap=10.0))
-                continue
-            event = domain.dispatched(rid, platform, adapter.slug, receipt.ticket_id, attempt)
-            await publish_event(self.broker, REFERRALS_DISPATCH, event)
-            log.info("referral %s dispatched to %s as ticket %s", rid, platform, receipt.ticket_id)
-            return
+        await self.outbound.to_lane(referral.platform.value, record)
 
-    async def record_decision(self, platform: Platform, callback: domain.DecisionCallback) -> None:
-        """Publish a platform's decision as takedown.decided."""
-        await publish_event(self.broker, TAKEDOWN_DECISIONS, domain.decided(platform, callback))
+    async def deliver(self, referral: ReferralSubmitted, record: Record) -> None:
+        """One delivery attempt from a lane; publish what came of it."""
+        lane = self.lanes[referral.platform]
+        result = await lane.deliver(referral, record.attempt)
+        rid, platform, slug = referral.referral_id, referral.platform, lane.adapter.slug
+        match result:
+            case Delivered(receipt):
+                await self._opened(lane.adapter, platform, receipt.ticket_id, rid, receipt.answer is None)
+                await self.outbound.event(REFERRALS_DISPATCH, domain.dispatched(
+                    rid, platform, slug, receipt.ticket_id, record.attempt))
+                if receipt.answer is not None:
+                    await self.record_answers(platform, [receipt.answer])
+            case RetryLater(reason, not_before):
+                await self.outbound.to_retry(platform.value, record, not_before, reason)
+            case GaveUp(reason, permanent):
+                await self.outbound.dead_letter(record, reason)
+                await self.outbound.event(REFERRALS_DISPATCH, domain.dispatch_failed(
+                    rid, platform, slug, reason, record.attempt, permanent))
+
+    async def release(self, platform: str, record: Record, max_hold_s: float = 30.0) -> None:
+        """Hold a parked report until it is due, then put it back on its lane."""
+        wait = record.not_before - time.time()
+        if wait > max_hold_s:  # do not hold the consumer for long: park it again, later
+            await asyncio.sleep(max_hold_s)
+            await self.outbound.repark(platform, record)
+            return
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.outbound.to_lane(platform, record)
+
+    async def callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> int:
+        """Verify a platform's callback and publish its answers; the number of answers."""
+        adapter = self.registry.for_platform(platform)
+        if adapter.decisions is not DecisionMode.webhook:
+            raise InvalidCallback(f"{adapter.slug} takes no callbacks")
+        answers = adapter.parse_callback(headers, body)
+        async with self.sessions() as session:
+            for answer in answers:
+                known = await db.referral_of(session, platform.value, answer.ticket_id)
+                if known is None:
+                    raise UnknownTicket(f"no ticket {answer.ticket_id!r} on {platform}")
+                if known != answer.referral_id:
+                    raise InvalidCallback(f"ticket {answer.ticket_id!r} is not for referral {answer.referral_id}")
+        await self.record_answers(platform, answers)
+        return len(answers)
+
+    async def record_answers(self, platform: Platform, answers: list[PlatformAnswer]) -> None:
+        """Publish each answer as an event, then note it on the ticket."""
+        for answer in answers:
+            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer))
+            status = db.DECIDED if isinstance(answer, Decision) else db.INFORMATION_REQUESTED
+            async with self.sessions() as session, session.begin():
+                await db.set_status(session, platform.value, answer.ticket_id, status)
+
+    async def poll_due(self, limit: int = 100) -> int:
+        """Ask platforms about due open tickets; the number of tickets polled."""
+        async with self.sessions() as session, session.begin():
+            due = await db.claim_due(session, limit)
+            results = await asyncio.gather(*(self._poll(t) for t in due), return_exceptions=True)
+            for ticket, result in zip(due, results, strict=True):
+                if isinstance(result, BaseException):
+                    log.warning("polling %s ticket %s failed: %r", ticket.platform, ticket.ticket_id, result)
+                    result = None
+                adapter = self.registry.by_slug(ticket.adapter)
+                await db.polled(session, ticket.platform, ticket.ticket_id, _status_after(ticket.status, result),
+                                adapter.config.poll_interval_s)
+        return len(due)
+
+    async def _poll(self, ticket) -> PlatformAnswer | None:
+        """Poll one ticket; publish a decision, or an information request the first time it is seen."""
+        await self.lanes[Platform(ticket.platform)].throttle()
+        answer = await self.registry.by_slug(ticket.adapter).poll(ticket.ticket_id, ticket.referral_id)
+        if isinstance(answer, Decision) or (answer is not None and ticket.status != db.INFORMATION_REQUESTED):
+            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(Platform(ticket.platform), answer))
+        return answer
+
+    async def _opened(self, adapter: PlatformAdapter, platform: Platform, ticket_id: str, rid, poll: bool) -> None:
+        poll_after = adapter.config.poll_interval_s if poll and adapter.decisions in (
+            DecisionMode.polling, DecisionMode.response) else None
+        async with self.sessions() as session, session.begin():
+            await db.open_ticket(session, platform.value, ticket_id, rid, adapter.slug, poll_after)
+
+
+def _status_after(status: str, answer: PlatformAnswer | None) -> str:
+    if isinstance(answer, Decision):
+        return db.DECIDED
+    return db.INFORMATION_REQUESTED if answer is not None else status

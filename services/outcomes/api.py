@@ -101,4 +101,4 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(at), UUID(rid)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "cursor: not a cursor this API issued") from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor: not a cursor this API issued") from exc

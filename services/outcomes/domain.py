@@ -1,24 +1,26 @@
 """Outcomes' domain: a referral's current state from its events, in any order. No I/O.
 
-Status only moves forward (submitted < dispatch_failed < dispatched < decided), so a late
-event fills in its facts without moving the status back.
+Status only moves forward (submitted < dispatch_failed < dispatched < information_requested <
+decided), so a late event fills in its facts without moving the status back.
 """
 
 from enum import StrEnum
 from typing import Any
 
 from shared.events import (Event, ReferralDispatched, ReferralDispatchFailed, ReferralSubmitted,
-                           TakedownDecided)
+                           TakedownDecided, TakedownInformationRequested)
 
 
 class Status(StrEnum):
     submitted = "submitted"
     dispatch_failed = "dispatch_failed"
     dispatched = "dispatched"
+    information_requested = "information_requested"
     decided = "decided"
 
 
-RANK = {Status.submitted: 0, Status.dispatch_failed: 1, Status.dispatched: 2, Status.decided: 3}
+RANK = {Status.submitted: 0, Status.dispatch_failed: 1, Status.dispatched: 2, Status.information_requested: 3,
+        Status.decided: 4}
 
 
 def apply(state: dict[str, Any], event: Event) -> dict[str, Any]:
@@ -39,9 +41,12 @@ def apply(state: dict[str, Any], event: Event) -> dict[str, Any]:
             new.update(failure_reason=data.reason)
             status = Status.dispatch_failed
         case TakedownDecided():
-            new.update(ticket_id=data.ticket_id, outcome=data.outcome.value, reason=data.reason,
-                       decided_at=event.time)
+            reason = data.no_action_reason.value if data.no_action_reason else None
+            new.update(ticket_id=data.ticket_id, outcome=data.outcome.value, reason=reason, decided_at=event.time)
             status = Status.decided
+        case TakedownInformationRequested():
+            new.update(ticket_id=data.ticket_id)
+            status = Status.information_requested
         case _:
             raise TypeError(f"no rule for {event.type}")
     if isinstance(new.get("platform"), StrEnum):

@@ -1,235 +1,191 @@
-"""The dispatcher against a real broker and the real sandbox: referrals out, decisions back."""
+"""The dispatcher against a real broker and database, with fake platforms behind its lanes:
+routing, retries through retry topics, dead letters, circuit breaking, isolation of platforms,
+and answers coming back by receipt, callback and polling."""
 
 import json
+import time
 from contextlib import asynccontextmanager
-from datetime import datetime
-from uuid import uuid4
 
 import httpx
-import pytest
 
+from services.dispatcher.adapters.base import DecisionMode, DeliveryError
 from services.dispatcher.adapters.registry import AdapterRegistry
 from services.dispatcher.app import create_app
 from services.dispatcher.config import DispatcherSettings
-from services.sandbox.app import create_app as create_sandbox
-from services.sandbox.config import SandboxSettings
+from services.dispatcher.outbound import NOT_BEFORE
 from shared import topics
 from shared.embedded import free_port
 from shared.events import Event, Platform, from_kafka, to_kafka
-from tests.fakes import FakeAdapter, referral
-from tests.support import TopicReader, headers_of, produce, serving
+from tests.fakes import SIGNATURE, FakeAdapter, referral
+from tests.support import TopicReader, eventually, headers_of, produce, serving
 
-pytestmark = pytest.mark.asyncio
+FAST = {"delivery_backoff_base_s": 0.05, "breaker_failures": 2, "breaker_reset_s": 0.2,
+        "breaker_max_reset_s": 0.5, "poll_tick_s": 0.05}
 
 
 @asynccontextmanager
-async def running_dispatcher(settings_env: dict, *adapters: FakeAdapter, sandbox_url: str | None = None,
-                             **overrides):
-    """The dispatcher, on a port chosen first so platforms know where to call back; with adapters
-    given, they replace the reporting-API adapters (and no platform API is needed)."""
-    port = free_port()
-    sandbox_url = sandbox_url or f"http://127.0.0.1:{free_port()}"
-    settings = DispatcherSettings(**settings_env, sandbox_url=sandbox_url,
-                                  dispatcher_callback_base_url=f"http://127.0.0.1:{port}",
-                                  delivery_backoff_base_s=0.01, **overrides)
-    registry = None
-    if adapters:
-        registry = AdapterRegistry()
-        for adapter in adapters:
-            registry.register(adapter)
-    async with serving(create_app(settings, registry=registry), port=port) as url:
+async def running(settings_env: dict, *adapters: FakeAdapter, **overrides):
+    """The dispatcher with these adapters, served; yields an HTTP client for its API."""
+    registry = AdapterRegistry()
+    for adapter in adapters:
+        registry.register(adapter)
+    settings = DispatcherSettings(**{**settings_env, **FAST, **overrides})
+    async with serving(create_app(settings, registry=registry), port=free_port()) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             yield client
 
 
-@pytest.fixture
-async def sandbox():
-    app = create_sandbox(SandboxSettings(sandbox_policy="removed=1", sandbox_decision_delay_s=0.05))
-    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
-        yield client
-
-
-def submitted_record(ref) -> tuple[bytes, bytes, dict[str, str]]:
-    """A referral.submitted record as intake publishes it: (key, value, headers)."""
-    return to_kafka(Event(source="/takedown/intake", actor="agency:NCA", data=ref))
-
-
-async def submit(kafka: str, ref) -> None:
-    key, value, headers = submitted_record(ref)
-    await produce(kafka, topics.REFERRALS_SUBMITTED, value, key=key, headers=headers)
-
-
-def events(records) -> list[Event]:
-    return [from_kafka(headers_of(r), r.value) for r in records]
-
-
-async def dispatch_events(kafka: str, count: int) -> list:
-    async with TopicReader(kafka, topics.REFERRALS_DISPATCH) as reader:
-        return await reader.wait_for(lambda rs: len(rs) >= count, what=f"{count} dispatch events")
-
-
-def decision(reference, **overrides) -> dict:
-    return {"ticket_id": "facebook-1", "reference": str(reference), "outcome": "removed",
-            "reason": None, "note": "gone", "decided_at": "2025-03-01T12:30:00+00:00", **overrides}
-
-
-# --- referrals out to the sandbox, decisions back ----------------------------------------------
-
-
-async def test_a_submitted_referral_is_reported_to_its_platform_and_published_as_dispatched(
-        settings_env, kafka, sandbox):
-    ref = referral(Platform.youtube)
-
-    async with running_dispatcher(settings_env, sandbox_url=str(sandbox.base_url)):
-        await submit(kafka, ref)
-        [record] = await dispatch_events(kafka, 1)
-
-    headers, data = headers_of(record), json.loads(record.value)
-    assert record.key.decode() == str(ref.referral_id)
-    assert headers["ce_type"] == "referral.dispatched" and headers["ce_actor"] == "service:dispatcher"
-    ticket = (await sandbox.get(f"/platforms/youtube/reports/{data['ticket_id']}")).json()
-    assert ticket["reference"] == str(ref.referral_id) and ticket["url"] == ref.canonical_url
-    assert (data["platform"], data["attempts"]) == ("youtube", 1)
-    stats = (await sandbox.get("/stats")).json()
-    assert stats["reports"] == 1 and stats["by_platform"]["youtube"]["reports"] == 1
-
-
-async def test_the_platforms_decision_comes_back_through_the_webhook_as_takedown_decided(
-        settings_env, kafka, sandbox):
-    ref = referral(Platform.tiktok)
-
-    async with running_dispatcher(settings_env, sandbox_url=str(sandbox.base_url)):
-        await submit(kafka, ref)
-        async with TopicReader(kafka, topics.TAKEDOWN_DECISIONS) as reader:
-            [record] = await reader.wait_for(lambda rs: len(rs) >= 1, what="a decision")
-
-    [decided] = events([record])
-    ticket = (await sandbox.get(f"/platforms/tiktok/reports/{decided.data.ticket_id}")).json()
-    assert headers_of(record)["ce_type"] == "takedown.decided"
-    assert record.key.decode() == str(ref.referral_id) and decided.referral_id == ref.referral_id
-    assert decided.actor == "platform:tiktok" and decided.data.outcome == "removed"
-    assert decided.time == datetime.fromisoformat(ticket["decided_at"])
-    assert decided.data.platform_note == "The content breached our terms and has been removed."
-
-
-async def test_a_referral_submitted_twice_is_reported_once_and_dispatched_under_one_event_id(
-        settings_env, kafka, sandbox):
-    key, value, headers = submitted_record(referral(Platform.x))
-
-    async with running_dispatcher(settings_env, sandbox_url=str(sandbox.base_url)):
+async def submit(kafka: str, *refs) -> None:
+    for ref in refs:
+        key, value, headers = to_kafka(Event(source="/takedown/intake", actor="agency:NCA", data=ref))
         await produce(kafka, topics.REFERRALS_SUBMITTED, value, key=key, headers=headers)
-        await produce(kafka, topics.REFERRALS_SUBMITTED, value, key=key, headers=headers)
-        first, second = await dispatch_events(kafka, 2)
-
-    assert headers_of(first)["ce_id"] == headers_of(second)["ce_id"]
-    assert json.loads(first.value)["ticket_id"] == json.loads(second.value)["ticket_id"]
-    x = (await sandbox.get("/stats")).json()["by_platform"]["x"]
-    assert (x["reports"], x["duplicates"]) == (1, 1)
 
 
-# --- how adapter failures become events ---------------------------------------------------------
+def events_of(records, event_type: str) -> list[Event]:
+    return [e for e in (from_kafka(headers_of(r), r.value) for r in records) if e.type == event_type]
 
 
-async def test_a_permanent_delivery_failure_is_published_as_dispatch_failed_with_its_reason(settings_env, kafka):
-    adapter = FakeAdapter.failing_permanently("HTTP 400: url is not ours")
+async def wait_for_events(kafka: str, topic: str, event_type: str, count: int, timeout: float = 30) -> list[Event]:
+    async with TopicReader(kafka, topic) as reader:
+        records = await reader.wait_for(lambda rs: len(events_of(rs, event_type)) >= count, timeout,
+                                        f"{count} {event_type}")
+    return events_of(records, event_type)
+
+
+async def test_a_referral_is_routed_to_its_platforms_lane_and_published_as_dispatched(settings_env, kafka):
+    adapter, ref = FakeAdapter(), referral()
+    async with running(settings_env, adapter):
+        await submit(kafka, ref)
+        [event] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        async with TopicReader(kafka, topics.lane("facebook")) as lane:
+            [laned] = await lane.wait_for(lambda rs: len(rs) >= 1)
+
+    assert event.data.ticket_id == f"T-{ref.referral_id}" and event.data.adapter == "fake"
+    assert event.actor == "service:dispatcher" and event.data.attempts == 1
+    assert laned.key == str(ref.referral_id).encode()
+    assert [c.referral_id for c in adapter.calls] == [ref.referral_id]
+
+
+async def test_a_failed_report_goes_round_the_retry_topic_and_is_dispatched_on_a_later_attempt(settings_env, kafka):
+    adapter = FakeAdapter(script=[DeliveryError("HTTP 503", permanent=False)] * 2)
+    async with running(settings_env, adapter, breaker_failures=10):
+        await submit(kafka, referral())
+        [event] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        async with TopicReader(kafka, topics.retry_lane("facebook")) as retries:
+            parked = await retries.wait_for(lambda rs: len(rs) >= 2)
+
+    assert event.data.attempts == 3 and len(adapter.calls) == 3
+    assert [headers_of(r)["x-takedown-attempt"] for r in parked] == ["2", "3"]
+    assert headers_of(parked[0])["x-takedown-last-error"] == "HTTP 503"
+
+
+async def test_retry_after_is_honoured_before_the_next_attempt(settings_env, kafka):
+    adapter = FakeAdapter(script=[DeliveryError("HTTP 429", permanent=False, retry_after=1.5)])
+    async with running(settings_env, adapter):
+        await submit(kafka, referral())
+        await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        async with TopicReader(kafka, topics.retry_lane("facebook")) as retries:
+            [parked] = await retries.wait_for(lambda rs: len(rs) >= 1)
+
+    assert float(headers_of(parked)[NOT_BEFORE]) - parked.timestamp / 1000 >= 1.4
+
+
+async def test_a_report_the_platform_refuses_is_dead_lettered_and_published_as_dispatch_failed(settings_env, kafka):
+    adapter, ref = FakeAdapter(then=DeliveryError("HTTP 400: url not ours", permanent=True)), referral()
+    async with running(settings_env, adapter):
+        await submit(kafka, ref)
+        [failed] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatch_failed", 1)
+        async with TopicReader(kafka, topics.DELIVERY_DLQ) as dlq:
+            [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1)
+
+    assert failed.data.permanent and failed.data.reason == "HTTP 400: url not ours" and failed.data.attempts == 1
+    headers = headers_of(dead)
+    assert headers["dlq_reason"] == "HTTP 400: url not ours" and headers["dlq_attempts"] == "1"
+    assert headers["dlq_original_topic"] == topics.lane("facebook") and dead.key == str(ref.referral_id).encode()
+
+
+async def test_a_report_that_keeps_failing_is_given_up_after_the_set_attempts(settings_env, kafka):
+    adapter = FakeAdapter(then=DeliveryError("timeout", permanent=False))
+    async with running(settings_env, adapter, delivery_attempts=3, breaker_failures=100):
+        await submit(kafka, referral())
+        [failed] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatch_failed", 1)
+
+    assert not failed.data.permanent and failed.data.attempts == 3 and len(adapter.calls) == 3
+    assert failed.data.reason == "gave up after 3 attempts: timeout"
+
+
+async def test_one_platform_down_does_not_hold_up_the_others_and_its_lane_drains_when_it_recovers(settings_env, kafka):
+    down = FakeAdapter("meta", (Platform.facebook,), then=DeliveryError("connection refused", permanent=False))
+    up = FakeAdapter("tube", (Platform.youtube,))
+    to_down = [referral(Platform.facebook) for _ in range(20)]
+    to_up = [referral(Platform.youtube) for _ in range(50)]
+    async with running(settings_env, down, up, delivery_attempts=20):
+        await submit(kafka, *to_down, *to_up)
+        dispatched = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", len(to_up))
+        assert {e.referral_id for e in dispatched} == {r.referral_id for r in to_up}
+        calls_while_down = len(down.calls)
+
+        down.then = "T"  # the platform comes back
+        everything = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 70, timeout=60)
+
+    assert {e.referral_id for e in everything} == {r.referral_id for r in to_down + to_up}
+    assert calls_while_down < len(to_down), "an open circuit stops hammering a platform that is down"
+
+
+async def test_a_poison_record_on_referrals_submitted_is_dead_lettered_and_routing_goes_on(settings_env, kafka):
     ref = referral()
-
-    async with running_dispatcher(settings_env, adapter):
+    async with running(settings_env, FakeAdapter()):
+        await produce(kafka, topics.REFERRALS_SUBMITTED, b"{oops", key=str(ref.referral_id).encode(),
+                      headers={"ce_specversion": "1.0", "ce_type": "referral.submitted", "content-type": "application/json"})
         await submit(kafka, ref)
-        [record] = await dispatch_events(kafka, 1)
-
-    [failed] = events([record])
-    assert failed.type == "referral.dispatch_failed" and failed.referral_id == ref.referral_id
-    assert (failed.data.reason, failed.data.permanent, failed.data.attempts) == ("HTTP 400: url is not ours", True, 1)
-    assert len(adapter.calls) == 1 and adapter.closed
-
-
-async def test_a_referral_that_fails_twice_transiently_is_dispatched_on_the_third_attempt(settings_env, kafka):
-    adapter = FakeAdapter.failing_transiently(times=2, then="FB-3")
-
-    async with running_dispatcher(settings_env, adapter):
-        await submit(kafka, referral())
-        [record] = await dispatch_events(kafka, 1)
-
-    [dispatched] = events([record])
-    assert dispatched.type == "referral.dispatched"
-    assert (dispatched.data.ticket_id, dispatched.data.attempts, dispatched.data.adapter) == ("FB-3", 3, "fake")
-
-
-async def test_a_referral_that_always_fails_transiently_is_given_up_after_delivery_attempts(settings_env, kafka):
-    adapter = FakeAdapter.always_failing_transiently("HTTP 503")
-
-    async with running_dispatcher(settings_env, adapter, delivery_attempts=3):
-        await submit(kafka, referral())
-        [record] = await dispatch_events(kafka, 1)
-
-    [failed] = events([record])
-    assert failed.type == "referral.dispatch_failed"
-    assert (failed.data.reason, failed.data.attempts, failed.data.permanent) == ("HTTP 503", 3, False)
-    assert len(adapter.calls) == 3
-
-
-# --- poison records ---------------------------------------------------------------------------------
-
-
-CE_HEADERS = {"ce_specversion": "1.0", "ce_type": "referral.submitted", "ce_id": str(uuid4()),
-              "ce_source": "/takedown/intake", "ce_time": "2025-03-01T12:00:00+00:00", "ce_actor": "agency:NCA"}
-
-
-@pytest.mark.parametrize("value, headers, reason", [
-    (b"{not json", CE_HEADERS, "Invalid JSON"),
-    (b'{"referral_id": "x"}', {}, "ce_specversion must be '1.0'"),
-], ids=["bad-json-with-ce-headers", "no-ce-headers"])
-async def test_a_poison_record_is_dead_lettered_with_its_reason_and_the_next_record_is_dispatched(
-        settings_env, kafka, value, headers, reason):
-    adapter = FakeAdapter.succeeding("FB-9")
-    good = referral()
-    key = str(good.referral_id).encode()  # same key, same partition: the good record comes after
-
-    async with running_dispatcher(settings_env, adapter):
-        await produce(kafka, topics.REFERRALS_SUBMITTED, value, key=key, headers=headers)
-        await submit(kafka, good)
+        [event] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
         async with TopicReader(kafka, topics.DISPATCH_DLQ) as dlq:
-            [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1, what="the poison record")
-        [record] = await dispatch_events(kafka, 1)
+            [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1)
 
-    dead_headers = headers_of(dead)
-    assert dead.value == value and dead.key == key
-    assert reason in dead_headers["dlq_reason"]
-    assert dead_headers["dlq_original_topic"] == topics.REFERRALS_SUBMITTED and dead_headers["dlq_attempts"] == "1"
-    assert events([record])[0].referral_id == good.referral_id
-    assert adapter.calls == [good]
+    assert event.referral_id == ref.referral_id
+    assert dead.value == b"{oops" and headers_of(dead)["dlq_reason"]
 
 
-# --- the decision webhook ---------------------------------------------------------------------------
+async def test_a_decision_in_the_receipt_is_published_right_after_the_dispatch(settings_env, kafka):
+    ref = referral(Platform.tiktok)
+    async with running(settings_env, FakeAdapter("tok", (Platform.tiktok,), decisions=DecisionMode.response,
+                                                 answer_in_receipt=True)):
+        await submit(kafka, ref)
+        [decided] = await wait_for_events(kafka, topics.TAKEDOWN_DECISIONS, "takedown.decided", 1)
+
+    assert decided.referral_id == ref.referral_id and decided.data.outcome == "removed"
+    assert decided.actor == "platform:tiktok"
 
 
-async def test_a_callback_with_an_invalid_body_is_refused_with_422_naming_each_bad_field(settings_env):
-    async with running_dispatcher(settings_env) as dispatcher:
-        response = await dispatcher.post("/v1/callbacks/facebook",
-                                         json=decision(uuid4(), outcome="deleted", decided_at=None))
+async def test_open_tickets_are_polled_until_the_platform_decides(settings_env, kafka):
+    adapter = FakeAdapter("tube", (Platform.youtube,), decisions=DecisionMode.polling,
+                          poll_answers=["open", "information", "open", "removed"])
+    ref = referral(Platform.youtube)
+    async with running(settings_env, adapter):
+        await submit(kafka, ref)
+        [decided] = await wait_for_events(kafka, topics.TAKEDOWN_DECISIONS, "takedown.decided", 1)
+        [asked] = await wait_for_events(kafka, topics.TAKEDOWN_DECISIONS, "takedown.information_requested", 1)
 
-    assert response.status_code == 422
-    assert {tuple(e["loc"]) for e in response.json()["detail"]} == {("body", "outcome"), ("body", "decided_at")}
-
-
-async def test_a_callback_for_an_unknown_platform_is_refused_with_404(settings_env):
-    async with running_dispatcher(settings_env) as dispatcher:
-        response = await dispatcher.post("/v1/callbacks/myspace", json=decision(uuid4()))
-
-    assert response.status_code == 404 and "myspace" in response.json()["detail"]
+    assert decided.referral_id == asked.referral_id == ref.referral_id
+    assert asked.data.question == "Which post?" and len(adapter.polls) == 4
 
 
-async def test_a_callback_posted_twice_is_published_twice_under_the_same_event_id(settings_env, kafka):
-    reference = uuid4()
+async def test_a_signed_callback_for_a_ticket_we_hold_is_published_and_others_are_refused(settings_env, kafka):
+    ref = referral()
+    async with running(settings_env, FakeAdapter()) as api:
+        await submit(kafka, ref)
+        [dispatched] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        body = json.dumps({"ticket_id": dispatched.data.ticket_id, "referral_id": str(ref.referral_id)})
 
-    async with running_dispatcher(settings_env) as dispatcher:
-        answers = [await dispatcher.post("/v1/callbacks/facebook", json=decision(reference)) for _ in range(2)]
-        async with TopicReader(kafka, topics.TAKEDOWN_DECISIONS) as reader:
-            records = await reader.wait_for(lambda rs: len(rs) >= 2, what="two decisions")
+        async def accepted():
+            return (await api.post("/v1/callbacks/facebook", content=body, headers={SIGNATURE: "valid"})).status_code == 202
 
-    assert [a.status_code for a in answers] == [202, 202]
-    assert answers[0].json() == {"status": "accepted", "referral_id": str(reference)}
-    first, second = events(records)
-    assert first.id == second.id and first.referral_id == reference
-    assert first.time == datetime.fromisoformat("2025-03-01T12:30:00+00:00") and first.actor == "platform:facebook"
+        await eventually(accepted, 10, "the callback to be accepted")
+        forged = await api.post("/v1/callbacks/facebook", content=body, headers={SIGNATURE: "forged"})
+        unknown = await api.post("/v1/callbacks/facebook", headers={SIGNATURE: "valid"}, content=json.dumps(
+            {"ticket_id": "T-nobody", "referral_id": str(ref.referral_id)}))
+        nowhere = await api.post("/v1/callbacks/myspace", content=body)
+        [decided] = await wait_for_events(kafka, topics.TAKEDOWN_DECISIONS, "takedown.decided", 1)
+
+    assert (forged.status_code, unknown.status_code, nowhere.status_code) == (401, 409, 404)
+    assert decided.data.no_action_reason == "no_violation" and decided.referral_id == ref.referral_id

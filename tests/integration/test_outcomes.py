@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.outcomes.app import create_app
 from services.outcomes.config import OutcomesSettings
 from shared import topics
-from shared.events import (Category, Event, Outcome, Platform, ReferralDispatched, ReferralDispatchFailed,
+from shared.events import (NoActionReason, Category, Event, Outcome, Platform, ReferralDispatched, ReferralDispatchFailed,
                            ReferralSubmitted, TakedownDecided, to_kafka)
 from tests.support import TopicReader, eventually, headers_of, produce, serving
 
@@ -43,7 +43,7 @@ def failed(rid: UUID, at: datetime = T0 + timedelta(minutes=5), reason: str = "H
 
 def decided(rid: UUID, at: datetime = T0 + timedelta(hours=2), platform: Platform = Platform.facebook) -> Event:
     data = TakedownDecided(referral_id=rid, platform=platform, ticket_id=f"T-{rid.hex[:8]}",
-                           outcome=Outcome.removed, reason="smuggling_policy")
+                           outcome=Outcome.rejected, no_action_reason=NoActionReason.no_violation)
     return Event(source="/takedown/dispatcher", actor=f"platform:{platform}", time=at, data=data)
 
 
@@ -96,7 +96,7 @@ async def test_a_referrals_lifecycle_is_recorded_as_its_state_and_a_history_in_o
     await publish(kafka, *events)
 
     body = await referral_when(outcomes, rid, history_of(3), "three events recorded")
-    assert body["status"] == "decided" and body["outcome"] == "removed" and body["reason"] == "smuggling_policy"
+    assert body["status"] == "decided" and body["outcome"] == "rejected" and body["reason"] == "no_violation"
     assert body["ticket_id"] == f"T-{rid.hex[:8]}"
     assert (body["agency"], body["platform"], body["category"]) == ("NCA", "facebook", "people_smuggling")
     assert body["canonical_url"] == f"https://facebook.com/p/{rid}" and body["case_reference"] == "OP-1"
@@ -141,7 +141,7 @@ async def test_events_arriving_in_reverse_order_still_end_decided_with_every_det
 
     assert only_decided["status"] == "decided" and only_decided["agency"] is None
     assert only_decided["platform"] == "facebook"
-    assert body["status"] == "decided" and body["outcome"] == "removed"
+    assert body["status"] == "decided" and body["outcome"] == "rejected"
     assert (body["agency"], body["category"], body["case_reference"]) == ("NCA", "people_smuggling", "OP-1")
     assert body["canonical_url"] == f"https://facebook.com/p/{rid}" and ts(body["submitted_at"]) == T0
     assert ts(body["last_event_at"]) == T0 + timedelta(hours=2)
@@ -255,7 +255,7 @@ def _bad_records(rid: UUID) -> dict[str, tuple[str, bytes, dict[str, str | bytes
         "body not JSON": (topics.TAKEDOWN_DECISIONS, b"{not json", {**headers, "ce_type": "takedown.decided"},
                           "Invalid JSON"),
         "ce_time without an offset": (topics.REFERRALS_SUBMITTED, value, {**headers, "ce_time": "2025-03-01T09:00"},
-                                      "ce_time has no UTC offset"),
+                                      "time: Input should have timezone info"),
         "header not UTF-8": (topics.REFERRALS_SUBMITTED, value, {**headers, "ce_actor": b"agency:\xff\xfe"},
                              "header 'ce_actor' is not UTF-8 text"),
         "header without a value": (topics.REFERRALS_SUBMITTED, value, {**headers, "ce_id": None},

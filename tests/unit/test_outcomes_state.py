@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 
 from services.outcomes.domain import apply
-from shared.events import (Category, Event, EventData, Outcome, Platform, Priority, ReferralDispatched,
+from shared.events import (NoActionReason, Category, Event, EventData, Outcome, Platform, Priority, ReferralDispatched,
                            ReferralDispatchFailed, ReferralSubmitted, TakedownDecided)
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -37,7 +37,7 @@ def failed(at: datetime = T0 + timedelta(minutes=1), reason: str = "platform unr
 
 def decided(at: datetime = T0 + timedelta(hours=2), ticket: str = "FB-1") -> Event:
     data = TakedownDecided(referral_id=RID, platform=Platform.facebook, ticket_id=ticket,
-                           outcome=Outcome.removed, reason="smuggling_policy")
+                           outcome=Outcome.rejected, no_action_reason=NoActionReason.no_violation)
     return Event(source="/takedown/dispatcher", actor="platform:facebook", time=at, data=data)
 
 
@@ -55,7 +55,7 @@ def test_every_arrival_order_of_a_lifecycle_folds_to_the_same_decided_state(orde
         "referral_id": RID, "status": "decided", "agency": "NCA", "platform": "facebook",
         "category": "people_smuggling", "url": "https://www.facebook.com/groups/smugglers?fbclid=abc",
         "canonical_url": "https://facebook.com/groups/smugglers", "priority": "high", "case_reference": "OP-1",
-        "ticket_id": "FB-1", "outcome": "removed", "reason": "smuggling_policy", "failure_reason": None,
+        "ticket_id": "FB-1", "outcome": "rejected", "reason": "no_violation", "failure_reason": None,
         "submitted_at": T0, "dispatched_at": T0 + timedelta(minutes=1), "decided_at": T0 + timedelta(hours=2),
         "last_event_at": T0 + timedelta(hours=2),
     }
@@ -110,7 +110,7 @@ def test_a_submitted_arriving_after_the_decision_fills_in_the_details_without_mo
 
     assert decided_only["status"] == "decided" and "agency" not in decided_only
     assert decided_only["platform"] == "facebook"
-    assert state["status"] == "decided" and state["outcome"] == "removed"
+    assert state["status"] == "decided" and state["outcome"] == "rejected"
     assert (state["agency"], state["category"], state["case_reference"]) == ("NCA", "people_smuggling", "OP-1")
 
 

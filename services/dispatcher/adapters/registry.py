@@ -1,7 +1,12 @@
 """Looks adapters up by slug and by the platform they serve."""
 
+import logging
+
+from services.dispatcher.adapters import CATALOGUE, load
 from services.dispatcher.adapters.base import PlatformAdapter
 from shared.events import Platform
+
+log = logging.getLogger(__name__)
 
 
 class UnknownPlatform(LookupError):
@@ -33,5 +38,29 @@ class AdapterRegistry:
     def by_slug(self, slug: str) -> PlatformAdapter:
         return self._by_slug[slug]
 
+    @property
+    def platforms(self) -> tuple[Platform, ...]:
+        return tuple(self._by_platform)
+
     def __iter__(self):
         return iter(self._by_slug.values())
+
+
+def build_registry(settings_for) -> AdapterRegistry:
+    """Every catalogued adapter, configured by settings_for(slug); `enabled: false` leaves one out.
+
+    A `platforms` setting overrides the platforms an adapter serves (e.g. route `other` to e-mail).
+    """
+    registry = AdapterRegistry()
+    for slug in CATALOGUE:
+        raw = dict(settings_for(slug))
+        if str(raw.pop("enabled", True)).lower() in ("false", "0", "no"):
+            continue
+        platforms = raw.pop("platforms", None)
+        cls = load(slug)
+        chosen = tuple(Platform(p) for p in platforms) if platforms is not None else None
+        adapter = cls(cls.Config.model_validate(raw), platforms=chosen)
+        if adapter.platforms:
+            registry.register(adapter)
+            log.info("adapter %s serves %s", slug, ", ".join(p.value for p in adapter.platforms))
+    return registry

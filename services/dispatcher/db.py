@@ -1,0 +1,63 @@
+"""The dispatcher's tables: the tickets platforms gave us, for polling and checking callbacks."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, and_, func,
+                        select, update)
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+SCHEMA = "dispatcher"
+metadata = MetaData(schema=SCHEMA)
+OPEN, INFORMATION_REQUESTED, DECIDED = "open", "information_requested", "decided"
+
+tickets = Table(
+    "tickets", metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("ticket_id", String(200), primary_key=True),
+    Column("referral_id", PgUUID(as_uuid=True), nullable=False),
+    Column("adapter", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("polled", Boolean, nullable=False),
+    Column("next_poll_at", DateTime(timezone=True)),
+    Column("polls", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+async def open_ticket(session: AsyncSession, platform: str, ticket_id: str, referral_id: UUID,
+                      adapter: str, poll_after_s: float | None) -> None:
+    """Remember a ticket (once); poll_after_s is set for platforms whose answers we must fetch."""
+    next_poll = datetime.now(UTC) + timedelta(seconds=poll_after_s) if poll_after_s else None
+    await session.execute(insert(tickets).values(
+        platform=platform, ticket_id=ticket_id, referral_id=referral_id, adapter=adapter, status=OPEN,
+        polled=poll_after_s is not None, next_poll_at=next_poll,
+    ).on_conflict_do_nothing())
+
+
+async def referral_of(session: AsyncSession, platform: str, ticket_id: str) -> UUID | None:
+    stmt = select(tickets.c.referral_id).where(and_(tickets.c.platform == platform,
+                                                    tickets.c.ticket_id == ticket_id))
+    return (await session.execute(stmt)).scalar()
+
+
+async def set_status(session: AsyncSession, platform: str, ticket_id: str, status: str) -> None:
+    await session.execute(update(tickets).where(and_(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id))
+                          .values(status=status, updated_at=func.now()))
+
+
+async def claim_due(session: AsyncSession, limit: int) -> list:
+    """Lock up to `limit` polled tickets that are due and undecided, skipping rows others hold."""
+    stmt = (select(tickets).where(and_(tickets.c.polled, tickets.c.status != DECIDED,
+                                       tickets.c.next_poll_at <= func.now()))
+            .order_by(tickets.c.next_poll_at).limit(limit).with_for_update(skip_locked=True))
+    return list(await session.execute(stmt))
+
+
+async def polled(session: AsyncSession, platform: str, ticket_id: str, status: str, again_after_s: float) -> None:
+    await session.execute(update(tickets).where(and_(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id))
+                          .values(status=status, polls=tickets.c.polls + 1, updated_at=func.now(),
+                                  next_poll_at=datetime.now(UTC) + timedelta(seconds=again_after_s)))

@@ -1,0 +1,58 @@
+"""The dispatcher's adapter registry."""
+
+import pytest
+
+from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
+from shared.events import Platform
+from tests.fakes import FakeAdapter
+
+# --- AdapterRegistry -------------------------------------------------------------------------
+
+
+def test_the_registry_finds_the_adapter_serving_a_platform():
+    registry = AdapterRegistry()
+    meta = FakeAdapter("meta", (Platform.facebook, Platform.instagram))
+    tube = FakeAdapter("tube", (Platform.youtube,))
+    registry.register(meta)
+    registry.register(tube)
+
+    assert registry.for_platform(Platform.instagram) is meta
+    assert registry.for_platform(Platform.youtube) is tube
+    assert registry.by_slug("meta") is meta
+    assert list(registry) == [meta, tube]
+
+
+def test_a_platform_served_by_two_adapters_is_a_configuration_error():
+    registry = AdapterRegistry()
+    registry.register(FakeAdapter("first", (Platform.x,)))
+
+    with pytest.raises(ValueError, match="already served by first"):
+        registry.register(FakeAdapter("second", (Platform.x,)))
+
+
+def test_an_adapter_slug_registered_twice_is_a_configuration_error():
+    registry = AdapterRegistry()
+    registry.register(FakeAdapter("same", (Platform.x,)))
+
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register(FakeAdapter("same", (Platform.tiktok,)))
+
+
+def test_a_refused_adapter_leaves_the_registry_as_it_was():
+    registry = AdapterRegistry()
+    registry.register(FakeAdapter("tube", (Platform.youtube,)))
+
+    with pytest.raises(ValueError):
+        registry.register(FakeAdapter("greedy", (Platform.facebook, Platform.youtube)))
+
+    with pytest.raises(UnknownPlatform):
+        registry.for_platform(Platform.facebook)
+    assert [a.slug for a in registry] == ["tube"]
+
+
+def test_a_platform_nobody_serves_raises_unknown_platform():
+    registry = AdapterRegistry()
+    registry.register(FakeAdapter("tube", (Platform.youtube,)))
+
+    with pytest.raises(UnknownPlatform, match="telegram"):
+        registry.for_platform(Platform.telegram)
