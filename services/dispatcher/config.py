@@ -9,6 +9,9 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
 
+# Where the sandbox serves an adapter's dialect, below SANDBOX_URL (docs/platform-apis.md).
+SANDBOX_PATHS = {"webhook": "/platforms/other"}
+
 
 class DispatcherSettings(BaseServiceSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
@@ -39,5 +42,6 @@ class DispatcherSettings(BaseServiceSettings):
         from_file = {}
         if self.adapters_file is not None:
             from_file = (yaml.safe_load(self.adapters_file.read_text()) or {}).get(slug, {})
-        defaults = {"base_url": self.sandbox_url, "callback_base_url": self.dispatcher_callback_base_url}
+        defaults = {"base_url": self.sandbox_url.rstrip("/") + SANDBOX_PATHS.get(slug, ""),
+                    "callback_base_url": self.dispatcher_callback_base_url}
         return {**defaults, **from_file, **self.adapters.get(slug, {})}

@@ -2,7 +2,8 @@
 
 import pytest
 
-from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
+from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform, build_registry, parse_platforms
+from services.dispatcher.config import DispatcherSettings
 from shared.events import Platform
 from tests.fakes import FakeAdapter
 
@@ -56,3 +57,17 @@ def test_a_platform_nobody_serves_raises_unknown_platform():
 
     with pytest.raises(UnknownPlatform, match="telegram"):
         registry.for_platform(Platform.telegram)
+
+
+def test_the_platforms_an_adapter_serves_can_be_set_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ADAPTERS__EMAIL__PLATFORMS", '["other"]')
+    monkeypatch.setenv("ADAPTERS__WEBHOOK__ENABLED", "false")
+    registry = build_registry(DispatcherSettings().adapter_settings)
+
+    assert registry.for_platform(Platform.other).slug == "email"
+    assert registry.for_platform(Platform.facebook).slug == "meta"
+
+
+def test_a_comma_separated_platforms_setting_is_a_list():
+    assert parse_platforms("other, telegram") == ["other", "telegram"]
+    assert parse_platforms(["x"]) == ["x"] and parse_platforms(None) is None

@@ -1,5 +1,6 @@
 """Looks adapters up by slug and by the platform they serve."""
 
+import json
 import logging
 
 from services.dispatcher.adapters import CATALOGUE, load
@@ -56,7 +57,7 @@ def build_registry(settings_for) -> AdapterRegistry:
         raw = dict(settings_for(slug))
         if str(raw.pop("enabled", True)).lower() in ("false", "0", "no"):
             continue
-        platforms = raw.pop("platforms", None)
+        platforms = parse_platforms(raw.pop("platforms", None))
         cls = load(slug)
         chosen = tuple(Platform(p) for p in platforms) if platforms is not None else None
         adapter = cls(cls.Config.model_validate(raw), platforms=chosen)
@@ -64,3 +65,14 @@ def build_registry(settings_for) -> AdapterRegistry:
             registry.register(adapter)
             log.info("adapter %s serves %s", slug, ", ".join(p.value for p in adapter.platforms))
     return registry
+
+
+def parse_platforms(value) -> list[str] | None:
+    """A platforms setting as a list: from YAML it is one; from the environment it is text,
+    a JSON list ('["other"]') or comma-separated ('other,telegram')."""
+    if value is None or isinstance(value, list | tuple):
+        return value
+    text = str(value).strip()
+    if text.startswith("["):
+        return [str(p) for p in json.loads(text)]
+    return [p.strip() for p in text.split(",") if p.strip()]
