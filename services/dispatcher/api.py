@@ -1,8 +1,11 @@
 """Dispatcher's HTTP routes: platforms call back here with their decisions."""
 
-from fastapi import APIRouter, HTTPException, Request, status
+from typing import Annotated, Any
 
-from services.dispatcher.adapters.base import InvalidCallback
+from fastapi import APIRouter, Body, Header, HTTPException, Request, status
+
+from services.dispatcher.adapters.base import Decision, InvalidCallback
+from services.dispatcher.adapters.http import InvalidAnswer
 from services.dispatcher.adapters.registry import UnknownPlatform
 from services.dispatcher.service import DispatchService, UnknownTicket
 from shared.events import Platform
@@ -28,3 +31,24 @@ async def decision_callback(platform: str, request: Request) -> dict:
     except UnknownTicket as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return {"status": "accepted", "answers": count}
+
+
+@router.post("/tickets/{platform}/{ticket_id}/answer", status_code=status.HTTP_202_ACCEPTED, tags=["operators"])
+async def record_answer(
+    platform: Platform, ticket_id: str, request: Request,
+    envelope: Annotated[dict[str, Any], Body(examples=[{"decision": {
+        "visibility": ["content_removed"], "ground": "illegal_content", "territorial_scope": ["GB"],
+        "explanation": "removed after our e-mail", "decided_at": "2026-11-22T10:00:00Z"}}])],
+    x_actor: Annotated[str, Header(pattern=r"^user:.+", description="Who records it, e.g. user:alice")],
+) -> dict:
+    """Record a platform's answer given outside its API (e-mail channels): a decision or an
+    information request, in the decision-object format, under the operator's name."""
+    service: DispatchService = request.app.state.dispatcher
+    try:
+        answer = await service.record_by_hand(platform, ticket_id, envelope, who=x_actor)
+    except UnknownTicket as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except InvalidAnswer as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    kind = "decision" if isinstance(answer, Decision) else "information_request"
+    return {"status": "accepted", "recorded": kind, "referral_id": str(answer.referral_id)}

@@ -33,9 +33,12 @@ def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason:
                  actor=SERVICE, data=data)
 
 
-def answered(platform: Platform, answer: PlatformAnswer) -> Event:
-    """A platform's decision or request for information, as the event that records it."""
-    who = actor("platform", platform.value)
+def answered(platform: Platform, answer: PlatformAnswer, who: str | None = None) -> Event:
+    """A platform's decision or request for information, as the event that records it.
+
+    `who` is the platform itself unless an operator recorded the answer (e-mail channels).
+    """
+    who = who or actor("platform", platform.value)
     if isinstance(answer, InformationRequest):
         data = TakedownInformationRequested(referral_id=answer.referral_id, platform=platform,
                                             ticket_id=answer.ticket_id, question=answer.question)

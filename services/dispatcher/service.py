@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.dispatcher import db, domain
 from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAdapter,
                                                PlatformAnswer)
+from services.dispatcher.adapters.http import parse_answer
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
 from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
 from services.dispatcher.outbound import Outbound, Record
@@ -85,10 +86,20 @@ class DispatchService:
         await self.record_answers(platform, answers)
         return len(answers)
 
-    async def record_answers(self, platform: Platform, answers: list[PlatformAnswer]) -> None:
+    async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, who: str) -> PlatformAnswer:
+        """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it."""
+        async with self.sessions() as session:
+            referral_id = await db.referral_of(session, platform.value, ticket_id)
+        if referral_id is None:
+            raise UnknownTicket(f"no ticket {ticket_id!r} on {platform}")
+        answer = parse_answer(envelope, ticket_id, referral_id)
+        await self.record_answers(platform, [answer], who=who)
+        return answer
+
+    async def record_answers(self, platform: Platform, answers: list[PlatformAnswer], who: str | None = None) -> None:
         """Publish each answer as an event, then note it on the ticket."""
         for answer in answers:
-            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer))
+            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer, who))
             status = db.DECIDED if isinstance(answer, Decision) else db.INFORMATION_REQUESTED
             async with self.sessions() as session, session.begin():
                 await db.set_status(session, platform.value, answer.ticket_id, status)

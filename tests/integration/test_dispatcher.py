@@ -189,3 +189,25 @@ async def test_a_signed_callback_for_a_ticket_we_hold_is_published_and_others_ar
 
     assert (forged.status_code, unknown.status_code, nowhere.status_code) == (401, 409, 404)
     assert decided.data.no_action_reason == "no_violation" and decided.referral_id == ref.referral_id
+
+
+async def test_an_operator_records_an_answer_given_by_e_mail_under_their_own_name(settings_env, kafka):
+    ref = referral(Platform.telegram)
+    adapter = FakeAdapter("mail", (Platform.telegram,), decisions=DecisionMode.manual)
+    decision = {"decision": {"visibility": ["content_removed"], "ground": "illegal_content",
+                             "decided_at": "2026-11-22T10:00:00Z", "explanation": "channel closed"}}
+    async with running(settings_env, adapter) as api:
+        await submit(kafka, ref)
+        [dispatched] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        path = f"/v1/tickets/telegram/{dispatched.data.ticket_id}/answer"
+
+        anonymous = await api.post(path, json=decision)
+        malformed = await api.post(path, json={"decision": {"visibility": ["vanished"]}}, headers={"X-Actor": "user:alice"})
+        unknown = await api.post("/v1/tickets/telegram/nope/answer", json=decision, headers={"X-Actor": "user:alice"})
+        recorded = await api.post(path, json=decision, headers={"X-Actor": "user:alice"})
+        [decided] = await wait_for_events(kafka, topics.TAKEDOWN_DECISIONS, "takedown.decided", 1)
+
+    assert (anonymous.status_code, malformed.status_code, unknown.status_code) == (422, 422, 404)
+    assert recorded.status_code == 202 and recorded.json()["recorded"] == "decision"
+    assert decided.actor == "user:alice" and decided.referral_id == ref.referral_id
+    assert decided.data.outcome == "removed" and decided.data.platform_explanation == "channel closed"
