@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from services.dlq import dlq_app
+from services.ops import lag
 from shared.serving import configure_logging, serve
 
 app = typer.Typer(help="takedown: carries takedown referrals to platforms and back, with an audit trail.",
@@ -55,6 +57,10 @@ def run(
 
     configure_logging()
     raise typer.Exit(Supervisor(data_dir, kafka_port).run())
+
+
+app.add_typer(dlq_app, name="dlq", help="List dead letters, and replay them to where they came from.")
+app.command()(lag)
 
 
 def main() -> None:

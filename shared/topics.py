@@ -52,4 +52,9 @@ GROUP_DISPATCHER = "takedown-dispatcher"
 def lane_group(platform: str) -> str:
     """Each lane has its own consumer group, so its lag is its own."""
     return f"takedown-dispatcher-{platform}"
+
+
+def retry_group(platform: str) -> str:
+    """The consumer group releasing a platform's parked reports back onto its lane."""
+    return f"takedown-dispatcher-{platform}-retry"
 GROUP_OUTCOMES = "takedown-outcomes"

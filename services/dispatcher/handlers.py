@@ -62,7 +62,7 @@ def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str,
         records = [as_record(raw, headers) for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True)]
         await asyncio.gather(*(_deliver_one(service, r) for r in records))
 
-    @broker.subscriber(topics.retry_lane(platform), **{**options, "group_id": f"{group}-retry"},
+    @broker.subscriber(topics.retry_lane(platform), **{**options, "group_id": topics.retry_group(platform)},
                        description=f"Reports to {platform} waiting for their next attempt.")
     async def release(msg: KafkaMessage) -> None:
         await service.release(platform, as_record(msg.raw_message, msg.headers))
