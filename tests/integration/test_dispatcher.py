@@ -3,7 +3,6 @@ routing, retries through retry topics, dead letters, circuit breaking, isolation
 and answers coming back by receipt, callback and polling."""
 
 import json
-import time
 from contextlib import asynccontextmanager
 
 import httpx

@@ -1,6 +1,5 @@
 """How consumers treat failures: poison is dead-lettered, outages are waited out."""
 
-import pytest
 from sqlalchemy.exc import OperationalError
 
 from shared.reliability import Poison, backoff, is_transient, process_or_dead_letter

@@ -1,0 +1,192 @@
+"""The data of every lifecycle event, one model per event type."""
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.events.vocabulary import (AccountAction, Category, Ground, NoActionReason, Outcome, Platform,
+                                      Priority, Visibility)
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Lower-case hex SHA-256.")]
+
+
+class Evidence(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: Sha256
+    captured_at: datetime
+    archive_url: str | None = Field(None, max_length=2048)
+
+
+class EventData(BaseModel):
+    """Base of every event's data: the event type and the schema version it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    referral_id: UUID
+
+
+class ReferralSubmitted(EventData):
+    """An agency's referral, validated and canonicalised by intake."""
+
+    event_type: ClassVar[str] = "referral.submitted"
+
+    agency: str
+    url: str = Field(description="The URL as the agency submitted it.")
+    canonical_url: str
+    platform: Platform
+    category: Category
+    priority: Priority = Priority.normal
+    case_reference: str | None = None
+    idempotency_key: str | None = None
+    notes: str | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    received_via: Literal["http", "kafka"] = "http"
+    submitted_at: datetime
+
+
+class ReferralDispatched(EventData):
+    """The platform accepted the report and gave it a ticket id."""
+
+    event_type: ClassVar[str] = "referral.dispatched"
+
+    platform: Platform
+    adapter: str
+    ticket_id: str
+    attempts: int = 1
+
+
+class ReferralDispatchFailed(EventData):
+    """The report could not be delivered to the platform."""
+
+    event_type: ClassVar[str] = "referral.dispatch_failed"
+
+    platform: Platform
+    adapter: str
+    reason: str
+    attempts: int = 1
+    permanent: bool = True
+
+
+class TakedownDecided(EventData):
+    """The platform decided on a reported item (DSA statement-of-reasons fields)."""
+
+    event_type: ClassVar[str] = "takedown.decided"
+
+    platform: Platform
+    ticket_id: str
+    outcome: Outcome = Field(description="Summary: removed, restricted or rejected.")
+    decision_visibility: list[Visibility] = Field(default_factory=list)
+    decision_account: AccountAction | None = None
+    decision_ground: Ground | None = None
+    territorial_scope: list[str] = Field(default_factory=list, description="ISO 3166-1 alpha-2, or WW.")
+    no_action_reason: NoActionReason | None = None
+    platform_explanation: str | None = Field(None, description="The platform's own words.")
+
+
+class TakedownInformationRequested(EventData):
+    """The platform asks the agency for more information before it decides."""
+
+    event_type: ClassVar[str] = "takedown.information_requested"
+
+    platform: Platform
+    ticket_id: str
+    question: str
+
+
+class TakedownAcknowledged(EventData):
+    """The platform says the report is under review (optional: not every platform says so)."""
+
+    event_type: ClassVar[str] = "takedown.acknowledged"
+
+    platform: Platform
+    ticket_id: str
+
+
+class InformationSupplied(EventData):
+    """The agency answered a platform's request for information; the deadline clock runs again."""
+
+    event_type: ClassVar[str] = "referral.information_supplied"
+
+    answer: str = Field(min_length=1, max_length=10_000)
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class ReferralEscalated(EventData):
+    """The agency escalates a pending referral: it is dispatched again, linked to the first."""
+
+    event_type: ClassVar[str] = "referral.escalated"
+
+    reason: str = Field(min_length=1, max_length=10_000)
+    dispatch: int = Field(2, ge=2, description="Which dispatch of this referral the escalation starts.")
+
+
+class ReferralAppealed(EventData):
+    """The agency appeals a rejection with more evidence: it is dispatched again, linked to the first."""
+
+    event_type: ClassVar[str] = "referral.appealed"
+
+    reason: str = Field(min_length=1, max_length=10_000)
+    evidence: list[Evidence] = Field(default_factory=list)
+    dispatch: int = Field(2, ge=2, description="Which dispatch of this referral the appeal starts.")
+
+
+class ReferralWithdrawn(EventData):
+    """The agency withdraws its referral."""
+
+    event_type: ClassVar[str] = "referral.withdrawn"
+
+    reason: str | None = Field(None, max_length=10_000)
+
+
+class ReferralOverdue(EventData):
+    """No decision by the deadline for this category and platform."""
+
+    event_type: ClassVar[str] = "referral.overdue"
+
+    deadline: AwareDatetime
+
+
+class ReferralExpired(EventData):
+    """Given up waiting: no decision long after the deadline."""
+
+    event_type: ClassVar[str] = "referral.expired"
+
+
+class ContentReappeared(EventData):
+    """A stays-down check found removed content reachable again; the referral reopens."""
+
+    event_type: ClassVar[str] = "content.reappeared"
+
+    url: str
+    checked_at: AwareDatetime
+
+
+class ContentStillDown(EventData):
+    """A stays-down check found removed content still gone."""
+
+    event_type: ClassVar[str] = "content.still_down"
+
+    url: str
+    checked_at: AwareDatetime
+
+
+class ReferralClosed(EventData):
+    """The referral needs nothing more (by the agency, or by the system once settled)."""
+
+    event_type: ClassVar[str] = "referral.closed"
+
+    reason: str | None = Field(None, max_length=10_000)
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.event_type: cls
+    for cls in (ReferralSubmitted, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
+                TakedownInformationRequested, TakedownAcknowledged, InformationSupplied, ReferralEscalated,
+                ReferralAppealed, ReferralWithdrawn, ReferralOverdue, ReferralExpired, ContentReappeared,
+                ContentStillDown, ReferralClosed)
+}
