@@ -74,6 +74,9 @@ class Supervisor:
 
     def _start_infrastructure(self) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        # The sandbox stands in for the platforms here: answer quickly, and take e-mail reports.
+        self.env.setdefault("POLL_INTERVAL_S", "2")
+        self.env.setdefault("SANDBOX_SMTP_PORT", "8025")
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
             self.kafka = EmbeddedKafka(port=self.kafka_port, log_file=self.data_dir / "logs" / "tansu.log")
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka.start()

@@ -1,5 +1,6 @@
 """Kafka plumbing: broker factory, topic creation, CloudEvent publishing, dead letters."""
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -92,6 +93,20 @@ async def ensure_topics(settings: BaseServiceSettings, topics: Iterable[str]) ->
             log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()
+
+
+async def start_broker(broker: KafkaBroker) -> None:
+    """Connect, then start every subscriber at once.
+
+    FastStream's broker.start() starts them one after another, and each waits for its consumer
+    group's first assignment (about half the session timeout): with a lane per platform that
+    added up to half a minute per start. FastStream is pinned; this relies on its subscriber list.
+    """
+    await broker.connect()
+    await asyncio.gather(*(subscriber.start() for subscriber in broker.subscribers))
+    for publisher in broker.publishers:
+        await publisher.start()
+    broker.running = True
 
 
 async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:

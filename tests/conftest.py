@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from shared.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from tests.support import Receiver, serving
 
 # Groups here have one member: a short session makes the first join take ~1 s, not 5.
 FAST_GROUPS = {"kafka_session_timeout_ms": 2000, "kafka_heartbeat_interval_ms": 500, "topic_partitions": 3}
@@ -54,3 +55,12 @@ def kafka(tmp_path) -> str:
 def settings_env(kafka, database_url) -> dict:
     """Settings every service needs to run against this test's broker and database."""
     return {"kafka_bootstrap_servers": kafka, "database_url": database_url, **FAST_GROUPS}
+
+
+@pytest.fixture
+async def receiver():
+    """A Receiver served by uvicorn on a free port for the length of one test."""
+    recv = Receiver()
+    async with serving(recv.app) as url:
+        recv.url = f"{url}/decisions"
+        yield recv

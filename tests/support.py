@@ -1,6 +1,7 @@
 """Helpers for tests: wait for conditions with deadlines, serve apps, read topics."""
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -8,7 +9,7 @@ from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 from shared.embedded import free_port
 
@@ -91,3 +92,29 @@ class TopicReader:
 
 def headers_of(record) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
+
+
+class Receiver:
+    """A decision endpoint that records every callback (headers and raw body) and answers scripted statuses."""
+
+    def __init__(self):
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.answers: list[int] = []  # answered in turn; 200 once used up
+        self.url = ""
+        self.app = FastAPI(title="callback receiver")
+        self.app.add_api_route("/decisions", self._receive, methods=["POST"])
+
+    async def _receive(self, request: Request) -> Response:
+        self.calls.append((dict(request.headers), await request.body()))
+        return Response(status_code=self.answers.pop(0) if self.answers else 200)
+
+    @property
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.calls]
+
+    async def wait_for(self, count: int = 1, timeout: float = 10) -> list[tuple[dict[str, str], bytes]]:
+        async def arrived():
+            return len(self.calls) >= count
+
+        await eventually(arrived, timeout, f"{count} callback(s)")
+        return self.calls

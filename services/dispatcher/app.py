@@ -16,7 +16,7 @@ from services.dispatcher.outbound import Outbound
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
 from services.dispatcher.service import DispatchService
 from shared import db, topics
-from shared.kafka import consumer_options, ensure_topics, make_broker
+from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.reliability import backoff
 from shared.serving import add_health, install_error_handlers
 
@@ -56,7 +56,7 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     async def lifespan(app: FastAPI):
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("dispatcher"))
-        await broker.start()
+        await start_broker(broker)
         poller = asyncio.create_task(poll_forever(service, settings.poll_tick_s), name="ticket-poller")
         log.info("dispatcher ready: Kafka %s, adapters %s", settings.kafka_bootstrap_servers,
                  {a.slug: [p.value for p in a.platforms] for a in registry})

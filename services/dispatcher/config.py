@@ -36,6 +36,8 @@ class DispatcherSettings(BaseServiceSettings):
     breaker_max_reset_s: float = Field(60.0, gt=0)
     lane_batch: int = Field(64, ge=1, description="Most records a lane takes from Kafka at once.")
     poll_tick_s: float = Field(1.0, gt=0, description="How often due tickets are looked for.")
+    poll_interval_s: float | None = Field(
+        None, gt=0, description="Every polling adapter's interval unless set per adapter (development: short).")
 
     def adapter_settings(self, slug: str) -> dict[str, Any]:
         """One adapter's settings: defaults, then the adapters file, then the environment."""
@@ -44,4 +46,6 @@ class DispatcherSettings(BaseServiceSettings):
             from_file = (yaml.safe_load(self.adapters_file.read_text()) or {}).get(slug, {})
         defaults = {"base_url": self.sandbox_url.rstrip("/") + SANDBOX_PATHS.get(slug, ""),
                     "callback_base_url": self.dispatcher_callback_base_url}
+        if self.poll_interval_s is not None:
+            defaults["poll_interval_s"] = self.poll_interval_s
         return {**defaults, **from_file, **self.adapters.get(slug, {})}

@@ -13,7 +13,7 @@ from services.intake.db import SCHEMA
 from services.intake.outbox import OutboxRelay
 from services.intake.service import IntakeService
 from shared import db, topics
-from shared.kafka import consumer_options, ensure_topics, make_broker
+from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.serving import add_health, install_error_handlers
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("intake"))
-        await broker.start()
+        await start_broker(broker)
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         log.info("intake ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))

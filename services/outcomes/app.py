@@ -11,7 +11,7 @@ from services.outcomes.config import OutcomesSettings
 from services.outcomes.db import SCHEMA
 from services.outcomes.service import OutcomesService
 from shared import db, topics
-from shared.kafka import consumer_options, ensure_topics, make_broker
+from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.serving import add_health, install_error_handlers
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("outcomes"))
-        await broker.start()
+        await start_broker(broker)
         log.info("outcomes ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))
         yield

@@ -26,14 +26,15 @@ class Stack:
 
     def __init__(self, data_dir: Path):
         self.data_dir = data_dir
-        self.ports = {name: free_port() for name in ("intake", "dispatcher", "outcomes", "sandbox", "kafka")}
+        self.ports = {name: free_port() for name in ("intake", "dispatcher", "outcomes", "sandbox", "kafka", "smtp")}
         self.env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
-        self.env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items() if n != "kafka"})
+        self.env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items() if n not in ("kafka", "smtp")})
         self.env.update({
             "TAKEDOWN_KAFKA_PORT": str(self.ports["kafka"]),
             "SANDBOX_URL": f"http://127.0.0.1:{self.ports['sandbox']}",
             "DISPATCHER_CALLBACK_BASE_URL": f"http://127.0.0.1:{self.ports['dispatcher']}",
-            "SANDBOX_POLICY": "removed=1", "SANDBOX_DECISION_DELAY_S": "0.2",
+            "SANDBOX_POLICY": "removed=1", "SANDBOX_DECISION_DELAY_S": "0.2", "POLL_INTERVAL_S": "0.5",
+            "SANDBOX_SMTP_PORT": str(self.ports["smtp"]), "ADAPTERS__TELEGRAM__SMTP_PORT": str(self.ports["smtp"]),
         })
         self.process: subprocess.Popen | None = None
 

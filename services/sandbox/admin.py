@@ -1,0 +1,56 @@
+"""Operations: stats, reset, health, and the admin switches (outages now, effective personas)."""
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, Field
+
+from services.sandbox.dialects.webhook import KnownPlatform
+from services.sandbox.personas import describe
+from services.sandbox.runtime import sandbox_of
+from services.sandbox.state import Stats
+
+router = APIRouter(tags=["operations"])
+
+
+class OutageRequest(BaseModel):
+    seconds: float = Field(ge=0, le=86_400 * 7, description="How long from now; 0 ends the current outage.")
+
+
+class OutageState(BaseModel):
+    platform: str
+    down: bool
+    until: datetime | None = Field(description="When the outage ends (UTC), if one is on.")
+
+
+@router.get("/stats", response_model=Stats)
+async def stats(request: Request) -> Stats:
+    """How many reports, replays and decisions, and refused requests, in total and per platform."""
+    return sandbox_of(request).stats()
+
+
+@router.post("/reset", status_code=status.HTTP_204_NO_CONTENT)
+async def reset(request: Request) -> None:
+    """Test helper: forget all tickets and counters, cancel pending decisions, end admin outages."""
+    await sandbox_of(request).reset()
+
+
+@router.get("/health")
+async def health() -> dict:
+    """Always ready: the sandbox depends on nothing."""
+    return {"status": "ok", "service": "sandbox"}
+
+
+@router.post("/admin/{platform}/outage", response_model=OutageState)
+async def outage(platform: KnownPlatform, body: OutageRequest, request: Request) -> OutageState:
+    """Start an outage of the platform's dialect now for `seconds` (every request answers 503);
+    `{"seconds": 0}` ends the current one, whether started here or by the persona file."""
+    remaining = sandbox_of(request).traffic.start_outage(platform, body.seconds)
+    until = datetime.now(UTC) + timedelta(seconds=remaining) if remaining is not None else None
+    return OutageState(platform=platform.value, down=remaining is not None, until=until)
+
+
+@router.get("/admin/personas")
+async def personas(request: Request) -> dict[str, dict]:
+    """The personas in effect, platform by platform (SANDBOX_POLICY and SANDBOX_DECISION_DELAY_S applied)."""
+    return describe(sandbox_of(request).personas)

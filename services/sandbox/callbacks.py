@@ -1,0 +1,130 @@
+"""Deciding tickets after their persona's delay, and calling the decisions back, signed, with retries.
+
+A ticket's fate is drawn from its platform's persona (deterministic per seed and reference):
+a decision, a question (information request, decided as `removed` one more delay later) or
+silence. Each step that changes the ticket is handed to its dialect's notifier, which says what
+to post where and how to sign it; youtube and tiktok have none (their clients poll).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from services.sandbox import domain
+from services.sandbox.personas import Persona
+from services.sandbox.state import Ticket
+from shared.events import Platform
+from shared.reliability import backoff
+
+log = logging.getLogger(__name__)
+
+CALLBACK_ATTEMPTS = 8
+CALLBACK_BACKOFF_CAP_S = 5.0
+CALLBACK_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A body to post to url; headers(body) signs it afresh for each attempt."""
+
+    url: str
+    body: bytes
+    headers: Callable[[bytes], dict[str, str]]
+
+
+Notifier = Callable[[Ticket], Callback | None]
+
+
+def decide(ticket: Ticket, outcome: str, now: datetime | None = None) -> None:
+    """Apply outcome to ticket: a decision, an information request, or nothing (never answers)."""
+    now = now or datetime.now(UTC)
+    ticket.outcome = outcome
+    if outcome == domain.NEVER_ANSWERS:
+        return
+    if outcome == domain.ASKS_FOR_INFORMATION:
+        ticket.status, ticket.information_request = "information_requested", domain.information_request(now)
+        return
+    ticket.decision = domain.decision_object(outcome, now)
+    ticket.status, ticket.reason = "decided", ticket.decision["no_action_reason"]
+    ticket.decided_at = now
+
+
+class Decider:
+    """Decides each new ticket after its persona's delay and delivers what its dialect calls back."""
+
+    def __init__(self, personas: Mapping[Platform, Persona], seed: str, notifiers: Mapping[str, Notifier]):
+        self.personas, self.seed, self.notifiers = personas, seed, notifiers
+        self.client: httpx.AsyncClient | None = None
+        self.tasks: set[asyncio.Task] = set()
+
+    def outcome_of(self, ticket: Ticket) -> str:
+        return domain.choose_outcome(self.personas[ticket.platform].decisions, self.seed, ticket.reference)
+
+    def open(self, ticket: Ticket) -> None:
+        """Start ticket's course; with a delay of 0 its first step is taken before this returns."""
+        delay = self.personas[ticket.platform].decision_delay_s
+        decided_now = delay == 0
+        if decided_now:
+            decide(ticket, self.outcome_of(ticket))
+            if ticket.status == "open":  # never answers: nothing more will happen
+                return
+        task = asyncio.create_task(self._follow(ticket, delay, decided_now), name=f"decide-{ticket.ticket_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _follow(self, ticket: Ticket, delay: float, decided_now: bool) -> None:
+        try:
+            if not decided_now:
+                await asyncio.sleep(delay)
+                decide(ticket, self.outcome_of(ticket))
+            log.info("ticket %s: %s", ticket.ticket_id, ticket.outcome)
+            if ticket.status == "open":
+                return  # the platform never answers
+            await self._notify(ticket)
+            if ticket.status == "information_requested":
+                await asyncio.sleep(delay)
+                decide(ticket, domain.AFTER_INFORMATION)
+                log.info("ticket %s: decided %s after the information request", ticket.ticket_id, ticket.outcome)
+                await self._notify(ticket)
+        except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC
+            log.exception("ticket %s: decision failed", ticket.ticket_id)
+
+    async def _notify(self, ticket: Ticket) -> None:
+        notifier = self.notifiers.get(ticket.dialect)
+        callback = notifier(ticket) if notifier else None
+        if callback is not None:
+            await self.deliver(ticket.ticket_id, callback)
+
+    async def deliver(self, ticket_id: str, callback: Callback) -> bool:
+        """Post callback until it is answered 2xx, with backoff; False if it never is."""
+        if self.client is None:
+            log.error("ticket %s: sandbox not started, callback dropped", ticket_id)
+            return False
+        for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+            headers = {"Content-Type": "application/json", **callback.headers(callback.body)}
+            try:
+                response = await self.client.post(callback.url, content=callback.body, headers=headers)
+                if response.is_success:
+                    log.info("ticket %s: callback delivered to %s", ticket_id, callback.url)
+                    return True
+                problem = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = repr(exc)
+            log.warning("ticket %s: callback to %s failed (attempt %s/%s): %s",
+                        ticket_id, callback.url, attempt, CALLBACK_ATTEMPTS, problem)
+            if attempt < CALLBACK_ATTEMPTS:
+                await asyncio.sleep(backoff(attempt, cap=CALLBACK_BACKOFF_CAP_S))
+        log.error("ticket %s: callback to %s abandoned after %s attempts", ticket_id, callback.url,
+                  CALLBACK_ATTEMPTS)
+        return False
+
+    async def cancel_pending(self) -> None:
+        """Cancel every decision and delivery not yet done and wait for the tasks to end."""
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

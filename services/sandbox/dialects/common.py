@@ -1,0 +1,148 @@
+"""What every dialect shares: the persona gate, credentials, Idempotency-Key, tickets and polls.
+
+Every request to a platform's dialect passes the gate first (before credentials and
+validation, as a platform's load balancer would answer): an outage answers 503, a spent rate
+limit 429 with Retry-After, then the persona's latency is waited out and, for reports, the
+persona's error rate answers 500.
+"""
+
+import asyncio
+import hmac
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import parse_qs
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+
+from services.sandbox.runtime import Sandbox, sandbox_of
+from services.sandbox.state import Ticket
+from services.sandbox.traffic import whole_seconds
+from shared.events import Platform
+
+log = logging.getLogger(__name__)
+
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                       description="The referral id; a replay returns the first ticket.")]
+CALLBACK_URL_PATTERN = r"^https?://"
+
+
+async def admit(sandbox: Sandbox, platform: Platform, *, report: bool) -> None:
+    """Count the request and refuse it as the platform's persona says (503, 429, 500), after its latency."""
+    store, traffic = sandbox.store, sandbox.traffic
+    store.count(platform, "requests")
+    remaining = traffic.outage_remaining_s(platform)
+    if remaining is not None:
+        store.count(platform, "unavailable")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{platform.value} is unavailable (outage)",
+                            headers={"Retry-After": str(whole_seconds(remaining))})
+    if not traffic.admit(platform):
+        store.count(platform, "throttled")
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"{platform.value}: rate limit exceeded",
+                            headers={"Retry-After": str(traffic.retry_after_s(platform))})
+    delay = traffic.latency_s(platform)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    if report and traffic.fails(platform):
+        store.count(platform, "errors")
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"{platform.value}: internal error")
+
+
+def gate(platform: Platform, *, report: bool):
+    """A dependency passing requests to platform through its persona's gate."""
+
+    async def dependency(request: Request) -> None:
+        await admit(sandbox_of(request), platform, report=report)
+
+    return Depends(dependency)
+
+
+def api_key(setting: str):
+    """A dependency requiring X-Api-Key to equal the named setting: 403 otherwise."""
+
+    async def dependency(request: Request) -> None:
+        expected = getattr(sandbox_of(request).settings, setting)
+        if not _same(request.headers.get("X-Api-Key"), expected):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+
+    return Depends(dependency)
+
+
+def bearer(dialect: str):
+    """A dependency requiring an unexpired access token issued by dialect's token endpoint: 401 otherwise."""
+
+    async def dependency(request: Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not sandbox_of(request).tokens.valid(dialect, token.strip()):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing, invalid or expired access token",
+                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    return Depends(dependency)
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def issue_token(request: Request, *, dialect: str, platforms: tuple[Platform, ...],
+                      client_id: str, client_secret: str) -> JSONResponse:
+    """OAuth2 client credentials from a form body: an access token, 400 or 401.
+
+    The endpoint is shared by the dialect's platforms: an outage of any of them takes it down.
+    """
+    sandbox = sandbox_of(request)
+    for platform in platforms:
+        if sandbox.traffic.outage_remaining_s(platform) is not None:
+            await admit(sandbox, platform, report=False)  # counts it and raises the 503
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+    no_store = {"Cache-Control": "no-store"}
+    if form.get("grant_type") != "client_credentials":
+        return JSONResponse({"error": "unsupported_grant_type"}, status.HTTP_400_BAD_REQUEST, headers=no_store)
+    if not (_same(form.get("client_id"), client_id) and _same(form.get("client_secret"), client_secret)):
+        return JSONResponse({"error": "invalid_client"}, status.HTTP_401_UNAUTHORIZED, headers=no_store)
+    token = sandbox.tokens.issue(dialect)
+    return JSONResponse({"access_token": token, "token_type": "bearer", "expires_in": sandbox.tokens.ttl_s},
+                        headers=no_store)
+
+
+def open_ticket(request: Request, key: str, *, dialect: str, platform: Platform, reference: str, url: str,
+                callback_url: str | None = None) -> tuple[Ticket, bool]:
+    """The ticket for key on platform and whether it is a replay; a new one starts its course."""
+    sandbox = sandbox_of(request)
+    ticket, duplicate = sandbox.store.receive(key, dialect=dialect, platform=platform, reference=reference,
+                                              url=url, callback_url=callback_url, now=datetime.now(UTC))
+    if not duplicate:
+        log.info("ticket %s opened (%s) for reference %s", ticket.ticket_id, dialect, reference)
+        sandbox.decider.open(ticket)
+    return ticket, duplicate
+
+
+def polled(ticket: Ticket, id_field: str) -> dict:
+    """A poll's answer: open, information_requested (with the request) or decided (with the decision)."""
+    body: dict = {id_field: ticket.ticket_id, "status": ticket.status}
+    if ticket.status == "decided":
+        body["decision"] = ticket.decision
+    elif ticket.status == "information_requested":
+        body["information_request"] = ticket.information_request
+    return body
+
+
+def find_ticket(request: Request, ticket_id: str, *, dialect: str, platform: Platform) -> Ticket:
+    ticket = sandbox_of(request).store.find(ticket_id, dialect=dialect, platform=platform)
+    if ticket is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {ticket_id!r}")
+    return ticket
+
+
+def news(ticket: Ticket) -> dict:
+    """What a callback carries for ticket's latest step: its decision or its information request."""
+    if ticket.status == "decided":
+        return {"decision": ticket.decision}
+    return {"information_request": ticket.information_request}
+
+
+def to_json(payload: dict) -> bytes:
+    """A callback's raw body: the exact bytes that are signed and posted."""
+    return json.dumps(payload, separators=(",", ":")).encode()

@@ -1,0 +1,128 @@
+"""The sandbox's memory: tickets, idempotency keys, access tokens and per-platform counters."""
+
+import secrets
+import time
+import uuid
+from collections import Counter
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.events import Platform
+
+TicketStatus = Literal["open", "information_requested", "decided"]
+COUNTED = ("requests", "throttled", "errors", "unavailable")
+
+
+class Ticket(BaseModel):
+    """One report as the platform keeps it, whichever dialect it came in."""
+
+    ticket_id: str
+    dialect: str
+    platform: Platform
+    reference: str = Field(description="The referral id the report carries.")
+    url: str
+    callback_url: str | None = None
+    status: TicketStatus = "open"
+    outcome: str | None = Field(None, description="The persona's outcome, once drawn.")
+    reason: str | None = Field(None, description="The decision's no_action_reason, if any.")
+    decision: dict | None = None
+    information_request: dict | None = None
+    received_at: datetime
+    decided_at: datetime | None = None
+
+
+class PlatformStats(BaseModel):
+    reports: int = Field(0, description="Distinct tickets.")
+    duplicates: int = Field(0, description="Replayed Idempotency-Keys.")
+    decided: int = 0
+    requests: int = Field(0, description="Requests to the platform's dialect: reports, polls, refused tokens.")
+    throttled: int = Field(0, description="429s served.")
+    errors: int = Field(0, description="500s served.")
+    unavailable: int = Field(0, description="503s served during outages.")
+
+
+class Stats(BaseModel):
+    reports: int = Field(description="Distinct tickets.")
+    duplicates: int = Field(description="Replayed Idempotency-Keys.")
+    by_platform: dict[str, PlatformStats]
+
+
+class Store:
+    """Every platform's tickets by id and by (platform, Idempotency-Key), and the counters."""
+
+    def __init__(self):
+        self.tickets: dict[str, Ticket] = {}
+        self.by_key: dict[tuple[Platform, str], str] = {}
+        self.counters: dict[str, Counter[Platform]] = {name: Counter() for name in ("duplicates", *COUNTED)}
+
+    def receive(self, key: str, *, dialect: str, platform: Platform, reference: str, url: str,
+                callback_url: str | None, now: datetime) -> tuple[Ticket, bool]:
+        """The ticket for key on platform and whether it already existed (a replay, counted)."""
+        # No await between check and insert: no other request can run in between, so one
+        # key can never make two tickets.
+        existing = self.by_key.get((platform, key))
+        if existing is not None:
+            self.count(platform, "duplicates")
+            return self.tickets[existing], True
+        ticket = Ticket(ticket_id=self._new_ticket_id(platform), dialect=dialect, platform=platform,
+                        reference=reference, url=url, callback_url=callback_url, received_at=now)
+        self.tickets[ticket.ticket_id] = ticket
+        self.by_key[(platform, key)] = ticket.ticket_id
+        return ticket, False
+
+    def _new_ticket_id(self, platform: Platform) -> str:
+        while True:
+            ticket_id = f"{platform.value}-{uuid.uuid4().hex[:12]}"
+            if ticket_id not in self.tickets:
+                return ticket_id
+
+    def find(self, ticket_id: str, *, platform: Platform | None = None, dialect: str | None = None
+             ) -> Ticket | None:
+        """The ticket, if it exists and belongs to platform and dialect (when given)."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None or (platform is not None and ticket.platform is not platform) or (
+                dialect is not None and ticket.dialect != dialect):
+            return None
+        return ticket
+
+    def count(self, platform: Platform, what: str) -> None:
+        self.counters[what][platform] += 1
+
+    def stats(self) -> Stats:
+        """Totals and per-platform counts of tickets, replays, decisions and refused requests."""
+        rows = {p.value: PlatformStats(**{name: counter[p] for name, counter in self.counters.items()})
+                for p in Platform}
+        for ticket in self.tickets.values():
+            row = rows[ticket.platform.value]
+            row.reports += 1
+            row.decided += ticket.status == "decided"
+        return Stats(reports=len(self.tickets), duplicates=sum(self.counters["duplicates"].values()),
+                     by_platform=rows)
+
+    def reset(self) -> None:
+        self.tickets.clear()
+        self.by_key.clear()
+        for counter in self.counters.values():
+            counter.clear()
+
+
+class Tokens:
+    """OAuth2 access tokens, each valid for one dialect until it expires."""
+
+    def __init__(self, ttl_s: int, clock=time.monotonic):
+        self.ttl_s, self.clock = ttl_s, clock
+        self.issued: dict[str, tuple[str, float]] = {}
+
+    def issue(self, dialect: str) -> str:
+        now = self.clock()
+        # Drop the expired ones now and then, so a long-running sandbox does not grow.
+        self.issued = {t: v for t, v in self.issued.items() if v[1] > now}
+        token = secrets.token_urlsafe(32)
+        self.issued[token] = (dialect, now + self.ttl_s)
+        return token
+
+    def valid(self, dialect: str, token: str | None) -> bool:
+        entry = self.issued.get(token or "")
+        return entry is not None and entry[0] == dialect and entry[1] > self.clock()
