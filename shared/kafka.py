@@ -125,8 +125,13 @@ async def dead_letter(
     broker: KafkaBroker, topic: str, msg: KafkaMessage, reason: str, attempts: int
 ) -> None:
     """Send a record we cannot process to a dead-letter topic, with why and where it came from."""
-    raw = msg.raw_message
-    headers = {k: v for k, v in (msg.headers or {}).items() if isinstance(v, str)}
+    await dead_letter_record(broker, topic, msg.raw_message, msg.headers or {}, reason, attempts)
+
+
+async def dead_letter_record(broker: KafkaBroker, topic: str, raw, decoded_headers: dict, reason: str,
+                             attempts: int) -> None:
+    """dead_letter for one record of a batch: the raw record and its decoded headers."""
+    headers = {k: v for k, v in decoded_headers.items() if isinstance(v, str)}
     headers.update(
         {
             "dlq_reason": reason[:2000],
@@ -138,4 +143,4 @@ async def dead_letter(
         }
     )
     await broker.publish(raw.value or b"", topic=topic, key=raw.key, headers=headers)
-    log.warning("dead-lettered %s to %s: %s", record_position(msg), topic, reason)
+    log.warning("dead-lettered %s/%s/%s to %s: %s", raw.topic, raw.partition, raw.offset, topic, reason)

@@ -72,3 +72,19 @@ async def process_or_dead_letter(
                 return
             log.warning("%s: failed (attempt %s/%s): %r", what, attempt, max_attempts, exc)
             await sleep(backoff(attempt))
+
+
+async def until_done(work: Callable[[], Awaitable[None]], what: str,
+                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """Run work, waiting out infrastructure outages with backoff; any other error is raised."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await work()
+            return
+        except Exception as exc:  # noqa: BLE001 - only transient errors are retried here
+            if not is_transient(exc):
+                raise
+            log.warning("%s: transient failure (attempt %s), retrying: %r", what, attempt, exc)
+            await sleep(backoff(attempt))

@@ -7,7 +7,8 @@ REFERRALS_INBOUND_DLQ = "referrals.inbound.dlq"
 # Lifecycle events, CloudEvents 1.0 in binary mode, keyed by referral id.
 REFERRALS_SUBMITTED = "referrals.submitted"  # owned by intake
 REFERRALS_DISPATCH = "referrals.dispatch"  # owned by dispatcher: dispatched, dispatch_failed
-TAKEDOWN_DECISIONS = "takedown.decisions"  # owned by dispatcher: decided
+TAKEDOWN_DECISIONS = "takedown.decisions"  # owned by dispatcher: decided, information requested
+REFERRALS_LIFECYCLE = "referrals.lifecycle"  # owned by outcomes: overdue, expired, content checks
 DISPATCH_DLQ = "referrals.submitted.dlq"  # owned by dispatcher: records that are not referrals
 DELIVERY_DLQ = "dispatch.dlq"  # owned by dispatcher: reports no platform would take
 OUTCOMES_DLQ = "outcomes.dlq"  # owned by outcomes
@@ -32,12 +33,12 @@ OWNED = {
     "intake": (REFERRALS_INBOUND_DLQ, REFERRALS_SUBMITTED),
     "dispatcher": (REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, DISPATCH_DLQ, DELIVERY_DLQ,
                    *(lane(p) for p in PLATFORMS), *(retry_lane(p) for p in PLATFORMS)),
-    "outcomes": (OUTCOMES_DLQ,),
+    "outcomes": (OUTCOMES_DLQ, REFERRALS_LIFECYCLE),
 }
 CONSUMED = {
     "intake": (REFERRALS_INBOUND,),
     "dispatcher": (REFERRALS_SUBMITTED,),
-    "outcomes": (REFERRALS_SUBMITTED, REFERRALS_DISPATCH, TAKEDOWN_DECISIONS),
+    "outcomes": (REFERRALS_SUBMITTED, REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, REFERRALS_LIFECYCLE),
 }
 
 

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/v1", tags=["auditors"])
 
 
 class HistoryEntry(BaseModel):
-    position: int = Field(description="Place in the audit trail.")
+    position: int = Field(description="Place in the hash-chained audit trail.")
+    hash: str = Field(description="sha256(prev_hash || position || canonical content), hex.")
+    prev_hash: str
     event_id: UUID
     event_type: str
     occurred_at: datetime
@@ -42,8 +44,17 @@ class ReferralState(BaseModel):
     failure_reason: str | None = None
     submitted_at: datetime | None = None
     dispatched_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    information_requested_at: datetime | None = None
     decided_at: datetime | None = None
+    closed_at: datetime | None = None
     last_event_at: datetime | None = None
+    overdue: bool = False
+    deadline: datetime | None = None
+    dispatches: int = 0
+    reachable: bool | None = None
+    transitions: list[dict[str, Any]] = Field(default_factory=list)
+    anomalies: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class ReferralWithHistory(ReferralState):
@@ -70,7 +81,9 @@ async def get_referral(referral_id: UUID, request: Request) -> ReferralWithHisto
         if state is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no referral {referral_id}")
         events = await db.history(session, referral_id)
-    return ReferralWithHistory(**state, history=[HistoryEntry(**e) for e in events])
+    return ReferralWithHistory(**state, history=[
+        HistoryEntry(**{**e, "hash": bytes(e["hash"]).hex(), "prev_hash": bytes(e["prev_hash"]).hex()})
+        for e in events])
 
 
 @router.get("/referrals", response_model=ReferralPage)

@@ -3,67 +3,53 @@
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import (BigInteger, Column, DateTime, Identity, MetaData, String, Table, and_, func,
-                        or_, select)
+from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, and_, func, or_, select)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events import Event
+from services.outcomes.audit import audit_events
+from shared.events import EVENT_TYPES, Event
 
 SCHEMA = "outcomes"
 metadata = MetaData(schema=SCHEMA)
 
-audit_events = Table(
-    "audit_events", metadata,
-    Column("position", BigInteger, Identity(), primary_key=True),
-    Column("event_id", PgUUID(as_uuid=True), nullable=False, unique=True),
-    Column("referral_id", PgUUID(as_uuid=True), nullable=False),
-    Column("event_type", String(64), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("actor", String(300), nullable=False),
-    Column("source", String(300), nullable=False),
-    Column("schema_version", BigInteger, nullable=False),
-    Column("data", JSONB, nullable=False),
-)
-
-STATE_COLUMNS = ("agency", "platform", "category", "url", "canonical_url", "priority", "case_reference",
-                 "status", "ticket_id", "outcome", "reason", "failure_reason", "submitted_at",
-                 "dispatched_at", "decided_at", "last_event_at")
+TIME_COLUMNS = ("submitted_at", "dispatched_at", "acknowledged_at", "information_requested_at", "decided_at",
+                "closed_at", "last_event_at", "deadline")
+TEXT_COLUMNS = ("agency", "platform", "category", "url", "canonical_url", "priority", "case_reference", "status",
+                "ticket_id", "outcome", "reason", "failure_reason")
 referrals = Table(
     "referrals", metadata,
     Column("referral_id", PgUUID(as_uuid=True), primary_key=True),
-    *(Column(c, DateTime(timezone=True)) if c.endswith("_at") else Column(c, String) for c in STATE_COLUMNS),
+    *(Column(c, String) for c in TEXT_COLUMNS),
+    *(Column(c, DateTime(timezone=True)) for c in TIME_COLUMNS),
+    Column("overdue", Boolean, nullable=False),
+    Column("dispatches", Integer, nullable=False),
+    Column("reachable", Boolean),
+    Column("transitions", JSONB, nullable=False),
+    Column("anomalies", JSONB, nullable=False),
     Column("first_recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+STATE_COLUMNS = (*TEXT_COLUMNS, *TIME_COLUMNS, "overdue", "dispatches", "reachable", "transitions", "anomalies")
 
 
-async def append_event(session: AsyncSession, event: Event) -> bool:
-    """Append event to the audit trail; False if its id was recorded before (a replay)."""
-    stmt = insert(audit_events).values(
-        event_id=event.id, referral_id=event.referral_id, event_type=event.type,
-        occurred_at=event.time, actor=event.actor, source=event.source,
-        schema_version=event.data.schema_version, data=event.data.model_dump(mode="json"),
-    ).on_conflict_do_nothing(index_elements=["event_id"]).returning(audit_events.c.position)
-    return (await session.execute(stmt)).scalar() is not None
+async def save_state(session: AsyncSession, referral_id: UUID, state: dict) -> None:
+    """Write a referral's projected state, creating its row the first time."""
+    values = {c: state.get(c) for c in STATE_COLUMNS}
+    stmt = insert(referrals).values(referral_id=referral_id, **values)
+    await session.execute(stmt.on_conflict_do_update(index_elements=["referral_id"],
+                                                     set_={c: stmt.excluded[c] for c in STATE_COLUMNS}))
 
 
-async def load_state(session: AsyncSession, referral_id: UUID) -> dict:
-    """The referral's state row, locked for this transaction; {} if there is none yet."""
-    # Insert a stub first, so that two instances recording a new referral serialise on its row.
-    await session.execute(insert(referrals).values(referral_id=referral_id).on_conflict_do_nothing())
-    stmt = select(referrals).where(referrals.c.referral_id == referral_id).with_for_update()
-    row = (await session.execute(stmt)).mappings().first()
-    return {k: v for k, v in row.items() if k != "first_recorded_at" and v is not None}
-
-
-async def save_state(session: AsyncSession, state: dict) -> None:
-    values = {c: state.get(c) for c in ("referral_id", *STATE_COLUMNS)}
-    stmt = insert(referrals).values(**values)
-    stmt = stmt.on_conflict_do_update(index_elements=["referral_id"],
-                                      set_={c: stmt.excluded[c] for c in STATE_COLUMNS})
-    await session.execute(stmt)
+async def history_events(session: AsyncSession, referral_ids: list[UUID]) -> dict[UUID, list[Event]]:
+    """Every recorded event of these referrals, as events again, by referral."""
+    stmt = select(audit_events).where(audit_events.c.referral_id.in_(referral_ids))
+    found: dict[UUID, list[Event]] = {rid: [] for rid in referral_ids}
+    for row in (await session.execute(stmt)).mappings():
+        data = EVENT_TYPES[row["event_type"]].model_validate(row["data"])
+        found[row["referral_id"]].append(Event(id=row["event_id"], source=row["source"], actor=row["actor"],
+                                                time=row["occurred_at"], data=data))
+    return found
 
 
 async def history(session: AsyncSession, referral_id: UUID) -> list[dict]:

@@ -1,59 +1,141 @@
-"""Outcomes' domain: a referral's current state from its events, in any order. No I/O.
+"""Outcomes' domain: a referral's state as a projection of its events. No I/O.
 
-Status only moves forward (submitted < dispatch_failed < dispatched < information_requested <
-decided), so a late event fills in its facts without moving the status back.
+Events are folded in the order they happened (time, then a fixed rank of event types, then
+event id), never in the order they arrived, so any arrival order gives the same state. An event
+that is not a legal move from the status at that moment leaves the status alone and is listed
+as an anomaly; nothing stops. See docs/lifecycle.md.
 """
 
 from enum import StrEnum
 from typing import Any
 
-from shared.events import (Event, ReferralDispatched, ReferralDispatchFailed, ReferralSubmitted,
-                           TakedownDecided, TakedownInformationRequested)
+from shared.events import Event
 
 
 class Status(StrEnum):
     submitted = "submitted"
     dispatch_failed = "dispatch_failed"
     dispatched = "dispatched"
+    acknowledged = "acknowledged"
     information_requested = "information_requested"
     decided = "decided"
+    escalated = "escalated"
+    appealed = "appealed"
+    reopened = "reopened"
+    expired = "expired"
+    withdrawn = "withdrawn"
+    closed = "closed"
 
 
-RANK = {Status.submitted: 0, Status.dispatch_failed: 1, Status.dispatched: 2, Status.information_requested: 3,
-        Status.decided: 4}
+S = Status
+# The status each event type moves a referral to; None: it records facts only.
+TARGET: dict[str, Status | None] = {
+    "referral.submitted": S.submitted, "referral.dispatch_failed": S.dispatch_failed,
+    "referral.dispatched": S.dispatched, "takedown.acknowledged": S.acknowledged,
+    "takedown.information_requested": S.information_requested, "referral.information_supplied": S.acknowledged,
+    "takedown.decided": S.decided, "referral.escalated": S.escalated, "referral.appealed": S.appealed,
+    "content.reappeared": S.reopened, "referral.expired": S.expired, "referral.withdrawn": S.withdrawn,
+    "referral.closed": S.closed, "referral.overdue": None, "content.still_down": None,
+}
+ORDER = list(TARGET)  # ties in time are broken in this order: causes before effects
+AWAITING_PLATFORM = {S.dispatched, S.acknowledged, S.information_requested, S.escalated, S.appealed}
+# Platform answers may carry clocks a little behind ours, so they may seem to come before the
+# dispatch: that is allowed from submitted and dispatch_failed, not flagged.
+PLATFORM_ANSWERS = {S.acknowledged, S.information_requested, S.decided}
+ALLOWED: dict[Status, set[Status]] = {
+    S.submitted: {S.dispatched, S.dispatch_failed, S.withdrawn, S.expired, S.escalated, *PLATFORM_ANSWERS},
+    S.dispatch_failed: {S.dispatch_failed, S.dispatched, S.withdrawn, S.closed, S.escalated, *PLATFORM_ANSWERS},
+    S.dispatched: {S.dispatched, S.acknowledged, S.information_requested, S.decided, S.expired, S.withdrawn,
+                   S.escalated},
+    S.acknowledged: {S.acknowledged, S.information_requested, S.decided, S.expired, S.withdrawn, S.escalated},
+    S.information_requested: {S.information_requested, S.acknowledged, S.decided, S.expired, S.withdrawn},
+    S.decided: {S.decided, S.appealed, S.reopened, S.closed},
+    S.escalated: {S.dispatched, S.dispatch_failed, S.acknowledged, S.information_requested, S.decided, S.withdrawn},
+    S.appealed: {S.dispatched, S.dispatch_failed, S.acknowledged, S.information_requested, S.decided, S.withdrawn},
+    S.reopened: {S.escalated, S.closed},
+    S.expired: {S.decided, S.closed},
+    S.withdrawn: {S.closed},
+    S.closed: set(),
+}
+FIELDS = ("agency", "platform", "category", "url", "canonical_url", "priority", "case_reference", "status",
+          "outcome", "reason", "ticket_id", "failure_reason", "submitted_at", "dispatched_at", "acknowledged_at",
+          "information_requested_at", "decided_at", "closed_at", "last_event_at", "overdue", "deadline",
+          "dispatches", "reachable", "transitions", "anomalies")
 
 
-def apply(state: dict[str, Any], event: Event) -> dict[str, Any]:
-    """The referral's state after event; state is {} for a referral not seen before."""
-    data, new = event.data, dict(state)
-    new.setdefault("referral_id", data.referral_id)
-    new.setdefault("platform", getattr(data, "platform", None))
-    match data:
-        case ReferralSubmitted():
-            new.update(agency=data.agency, platform=data.platform.value, category=data.category.value,
-                       url=data.url, canonical_url=data.canonical_url, priority=data.priority.value,
-                       case_reference=data.case_reference, submitted_at=event.time)
-            status = Status.submitted
-        case ReferralDispatched():
-            new.update(ticket_id=data.ticket_id, dispatched_at=event.time, failure_reason=None)
-            status = Status.dispatched
-        case ReferralDispatchFailed():
-            new.update(failure_reason=data.reason)
-            status = Status.dispatch_failed
-        case TakedownDecided():
+def order_key(event: Event) -> tuple:
+    return event.time, ORDER.index(event.type), str(event.id)
+
+
+def project(events: list[Event]) -> dict[str, Any]:
+    """The state of one referral after all its events, folded in the order they happened."""
+    state: dict[str, Any] = {f: None for f in FIELDS}
+    state.update(overdue=False, dispatches=0, transitions=[], anomalies=[])
+    for event in sorted(events, key=order_key):
+        _apply(state, event)
+    return state
+
+
+def _apply(state: dict[str, Any], event: Event) -> None:
+    state["referral_id"] = event.referral_id
+    state["last_event_at"] = event.time
+    target, current = TARGET[event.type], Status(state["status"]) if state["status"] else None
+    if target is not None:
+        why = _refusal(current, target, state)
+        if why:
+            state["anomalies"].append({"at": event.time.isoformat(), "event_type": event.type,
+                                       "event_id": str(event.id), "status": state["status"], "why": why})
+            if current is not None:
+                return
+        state["transitions"].append({"from": state["status"], "to": target.value, "at": event.time.isoformat(),
+                                     "event_type": event.type, "event_id": str(event.id)})
+        state["status"] = target.value
+    _record_facts(state, event)
+
+
+def _refusal(current: Status | None, target: Status, state: dict[str, Any]) -> str | None:
+    if current is None:
+        return None if target is S.submitted else "no submission recorded before it"
+    if target not in ALLOWED[current]:
+        return f"{current} cannot become {target}"
+    if target is S.appealed and state["outcome"] != "rejected":
+        return "only a rejection can be appealed"
+    if target is S.reopened and state["outcome"] not in ("removed", "restricted"):
+        return "only removed or restricted content can reappear"
+    return None
+
+
+def _record_facts(state: dict[str, Any], event: Event) -> None:
+    data, at = event.data, event.time
+    match event.type:
+        case "referral.submitted":
+            state.update(agency=data.agency, platform=data.platform.value, category=data.category.value,
+                         url=data.url, canonical_url=data.canonical_url, priority=data.priority.value,
+                         case_reference=data.case_reference, submitted_at=at)
+        case "referral.dispatched":
+            state.update(ticket_id=data.ticket_id, dispatched_at=at, failure_reason=None,
+                         dispatches=max(state["dispatches"], 1))
+        case "referral.dispatch_failed":
+            state.update(failure_reason=data.reason)
+        case "takedown.acknowledged":
+            state.update(ticket_id=data.ticket_id, acknowledged_at=at)
+        case "takedown.information_requested":
+            state.update(ticket_id=data.ticket_id, information_requested_at=at)
+        case "takedown.decided":
             reason = data.no_action_reason.value if data.no_action_reason else None
-            new.update(ticket_id=data.ticket_id, outcome=data.outcome.value, reason=reason, decided_at=event.time)
-            status = Status.decided
-        case TakedownInformationRequested():
-            new.update(ticket_id=data.ticket_id)
-            status = Status.information_requested
-        case _:
-            raise TypeError(f"no rule for {event.type}")
-    if isinstance(new.get("platform"), StrEnum):
-        new["platform"] = new["platform"].value
-    current = Status(state["status"]) if state.get("status") else None
-    if current is None or RANK[status] >= RANK[current]:
-        new["status"] = status.value
-    last = state.get("last_event_at")
-    new["last_event_at"] = event.time if last is None or event.time > last else last
-    return new
+            state.update(ticket_id=data.ticket_id, outcome=data.outcome.value, reason=reason, decided_at=at,
+                         overdue=False)
+        case "referral.escalated" | "referral.appealed":
+            state.update(dispatches=max(state["dispatches"], data.dispatch - 1) + 1, outcome=None, reason=None,
+                         decided_at=None)
+        case "referral.overdue":
+            if state["status"] in AWAITING_PLATFORM | {S.submitted, S.dispatch_failed}:
+                state.update(overdue=True, deadline=data.deadline)
+        case "content.still_down":
+            state.update(reachable=False)
+        case "content.reappeared":
+            state.update(reachable=True)
+        case "referral.closed":
+            state.update(closed_at=at)
+    if "platform" in type(data).model_fields and state["platform"] is None:
+        state["platform"] = data.platform.value

@@ -1,4 +1,9 @@
-"""Outcomes' Kafka subscriber: every lifecycle event goes into the audit trail."""
+"""Outcomes' Kafka subscriber: every lifecycle event goes into the audit trail.
+
+Records come in batches: the whole batch is written in one transaction, and Kafka offsets are
+committed only after that commit. Should a batch fail for a reason other than an outage, its
+events are written one by one, so one bad event cannot take the others to the dead letters.
+"""
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -6,10 +11,11 @@ from faststream.kafka.annotations import KafkaMessage
 from services.outcomes.service import OutcomesService
 from shared import topics
 from shared.events import Event, InvalidEvent, from_kafka
-from shared.kafka import dead_letter, record_position
-from shared.reliability import Poison, process_or_dead_letter
+from shared.kafka import dead_letter_record
+from shared.reliability import Poison, process_or_dead_letter, until_done
 
-LIFECYCLE = (topics.REFERRALS_SUBMITTED, topics.REFERRALS_DISPATCH, topics.TAKEDOWN_DECISIONS)
+LIFECYCLE = (topics.REFERRALS_SUBMITTED, topics.REFERRALS_DISPATCH, topics.TAKEDOWN_DECISIONS,
+             topics.REFERRALS_LIFECYCLE)
 
 
 def parse_event(headers: dict[str, str], body: bytes) -> Event:
@@ -20,17 +26,30 @@ def parse_event(headers: dict[str, str], body: bytes) -> Event:
         raise Poison(str(exc)) from exc
 
 
-def register(broker: KafkaBroker, service: OutcomesService, options: dict) -> None:
-    """Subscribe to the lifecycle topics; commit a record only after the database commit."""
+def register(broker: KafkaBroker, service: OutcomesService, options: dict, batch_size: int = 500) -> None:
+    """Subscribe to the lifecycle topics; commit a batch only after the database commit."""
 
-    @broker.subscriber(
-        *LIFECYCLE, **options, description="Referral lifecycle events to record.",
-    )
+    @broker.subscriber(*LIFECYCLE, **options, batch=True, max_records=batch_size,
+                       description="Referral lifecycle events to record.")
     async def on_lifecycle(msg: KafkaMessage) -> None:
-        async def work() -> None:
-            await service.record(parse_event(msg.headers, msg.raw_message.value or b""))
+        events: list[tuple[Event, object, dict]] = []
+        for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True):
+            try:
+                events.append((parse_event(headers, raw.value or b""), raw, headers))
+            except Poison as exc:
+                await dead_letter_record(broker, topics.OUTCOMES_DLQ, raw, headers, str(exc), 1)
+        if not events:
+            return
+        try:
+            await until_done(lambda: service.record([e for e, _, _ in events]), f"batch of {len(events)}")
+        except Exception:  # noqa: BLE001 - not an outage: find the bad event by going one by one
+            for event, raw, headers in events:
+                await process_or_dead_letter(
+                    lambda e=event: _record_one(service, e),
+                    lambda reason, attempts, r=raw, h=headers: dead_letter_record(
+                        broker, topics.OUTCOMES_DLQ, r, h, reason, attempts),
+                    what=f"{raw.topic}/{raw.partition}/{raw.offset}")
 
-        async def to_dlq(reason: str, attempts: int) -> None:
-            await dead_letter(broker, topics.OUTCOMES_DLQ, msg, reason, attempts)
 
-        await process_or_dead_letter(work, to_dlq, what=record_position(msg))
+async def _record_one(service: OutcomesService, event: Event) -> None:
+    await service.record([event])

@@ -1,11 +1,11 @@
-"""Outcomes' service layer: record an event and its effect on the referral, exactly once."""
+"""Outcomes' service layer: record a batch of events and their effect on referrals, exactly once."""
 
 import logging
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.outcomes import db
-from services.outcomes.domain import apply
+from services.outcomes import audit, db
+from services.outcomes.domain import project
 from shared.events import Event
 
 log = logging.getLogger(__name__)
@@ -15,12 +15,19 @@ class OutcomesService:
     def __init__(self, sessions: async_sessionmaker):
         self.sessions = sessions
 
-    async def record(self, event: Event) -> bool:
-        """Append the event and update the referral's state in one transaction; False for a replay."""
+    async def record(self, events: list[Event]) -> list[Event]:
+        """Append new events to the chain and re-project their referrals, in one transaction.
+
+        Events recorded before (by id) are skipped, so a redelivered batch changes nothing.
+        Returns the events that were new.
+        """
         async with self.sessions() as session, session.begin():
-            if not await db.append_event(session, event):
-                log.debug("event %s already recorded, skipped", event.id)
-                return False
-            state = await db.load_state(session, event.referral_id)
-            await db.save_state(session, apply(state, event))
-        return True
+            new = await audit.append(session, events)
+            touched = list(dict.fromkeys(e.referral_id for e in new))
+            if touched:
+                histories = await db.history_events(session, touched)
+                for referral_id in touched:
+                    await db.save_state(session, referral_id, project(histories[referral_id]))
+        if len(new) < len(events):
+            log.debug("%s of %s events were recorded before and skipped", len(events) - len(new), len(events))
+        return new

@@ -150,14 +150,14 @@ async def test_events_arriving_in_reverse_order_still_end_decided_with_every_det
     assert [h["position"] for h in history] == sorted((h["position"] for h in history), reverse=True)
 
 
-async def test_a_dispatch_failure_after_a_dispatch_records_its_reason_but_keeps_status_dispatched(outcomes, kafka):
+async def test_a_dispatch_failure_after_a_dispatch_is_kept_in_the_history_as_an_anomaly(outcomes, kafka):
     rid = uuid4()
     await publish(kafka, submitted(rid), dispatched(rid), failed(rid, reason="duplicate report refused"))
 
     body = await referral_when(outcomes, rid, history_of(3), "the failure recorded")
 
-    assert body["status"] == "dispatched"
-    assert body["failure_reason"] == "duplicate report refused"
+    assert body["status"] == "dispatched" and body["failure_reason"] is None
+    assert [a["why"] for a in body["anomalies"]] == ["dispatched cannot become dispatch_failed"]
     assert ts(body["dispatched_at"]) == T0 + timedelta(minutes=1)
     assert [h["event_type"] for h in body["history"]] == [
         "referral.submitted", "referral.dispatched", "referral.dispatch_failed"]
@@ -247,8 +247,8 @@ def _bad_records(rid: UUID) -> dict[str, tuple[str, bytes, dict[str, str | bytes
     key, value, headers = to_kafka(submitted(rid))
     no_canonical = json.dumps({k: v for k, v in json.loads(value).items() if k != "canonical_url"}).encode()
     return {
-        "unknown ce_type": (topics.REFERRALS_SUBMITTED, value, {**headers, "ce_type": "referral.withdrawn"},
-                            "unknown ce_type 'referral.withdrawn'"),
+        "unknown ce_type": (topics.REFERRALS_SUBMITTED, value, {**headers, "ce_type": "referral.vanished"},
+                            "unknown ce_type 'referral.vanished'"),
         "no ce headers": (topics.REFERRALS_DISPATCH, value, {}, "ce_specversion must be '1.0'"),
         "body failing the schema": (topics.REFERRALS_SUBMITTED, no_canonical, headers,
                                     "canonical_url: Field required"),

@@ -1,152 +1,142 @@
-"""Outcomes' fold of lifecycle events into a referral's state: pure, and indifferent to arrival order."""
+"""A referral's state as a projection of its events, whatever order they arrive in."""
 
-import itertools
 from datetime import UTC, datetime, timedelta
-from functools import reduce
-from typing import ClassVar
 from uuid import uuid4
 
-import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.outcomes.domain import apply
-from shared.events import (NoActionReason, Category, Event, EventData, Outcome, Platform, Priority, ReferralDispatched,
-                           ReferralDispatchFailed, ReferralSubmitted, TakedownDecided)
+from services.outcomes.domain import project
+from shared.events import (Category, ContentReappeared, ContentStillDown, Event, NoActionReason, Outcome, Platform,
+                           ReferralAppealed, ReferralClosed, ReferralDispatched, ReferralDispatchFailed,
+                           ReferralOverdue, ReferralSubmitted, ReferralWithdrawn, TakedownDecided,
+                           TakedownInformationRequested, Visibility)
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 RID = uuid4()
+T0 = datetime(2020, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def submitted(at: datetime = T0, **overrides) -> Event:
-    data = ReferralSubmitted(**{
-        "referral_id": RID, "agency": "NCA", "url": "https://www.facebook.com/groups/smugglers?fbclid=abc",
-        "canonical_url": "https://facebook.com/groups/smugglers", "platform": Platform.facebook,
-        "category": Category.people_smuggling, "priority": Priority.high, "case_reference": "OP-1",
-        "submitted_at": at, **overrides})
-    return Event(source="/takedown/intake", actor="agency:NCA", time=at, data=data)
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
 
 
-def dispatched(at: datetime = T0 + timedelta(minutes=1), ticket: str = "FB-1") -> Event:
-    data = ReferralDispatched(referral_id=RID, platform=Platform.facebook, adapter="facebook", ticket_id=ticket)
-    return Event(source="/takedown/dispatcher", actor="service:dispatcher", time=at, data=data)
+def event(data, minutes: float, who: str = "service:dispatcher") -> Event:
+    return Event(source="/test", actor=who, time=at(minutes), data=data)
 
 
-def failed(at: datetime = T0 + timedelta(minutes=1), reason: str = "platform unreachable") -> Event:
-    data = ReferralDispatchFailed(referral_id=RID, platform=Platform.facebook, adapter="facebook", reason=reason)
-    return Event(source="/takedown/dispatcher", actor="service:dispatcher", time=at, data=data)
+def submitted(m=0):
+    return event(ReferralSubmitted(referral_id=RID, agency="NCA", url="https://fb.com/g?fbclid=1",
+                                   canonical_url="https://fb.com/g", platform=Platform.facebook,
+                                   category=Category.people_smuggling, case_reference="OP-1", submitted_at=at(m)),
+                 m, "agency:NCA")
 
 
-def decided(at: datetime = T0 + timedelta(hours=2), ticket: str = "FB-1") -> Event:
-    data = TakedownDecided(referral_id=RID, platform=Platform.facebook, ticket_id=ticket,
-                           outcome=Outcome.rejected, no_action_reason=NoActionReason.no_violation)
-    return Event(source="/takedown/dispatcher", actor="platform:facebook", time=at, data=data)
+def dispatched(m=1, ticket="FB-1"):
+    return event(ReferralDispatched(referral_id=RID, platform=Platform.facebook, adapter="meta", ticket_id=ticket), m)
 
 
-def fold(events) -> dict:
-    return reduce(apply, events, {})
+def failed(m=1, reason="HTTP 503"):
+    return event(ReferralDispatchFailed(referral_id=RID, platform=Platform.facebook, adapter="meta", reason=reason), m)
 
 
-LIFECYCLE = (submitted(), dispatched(), decided())
+def removed(m=120, ticket="FB-1"):
+    return event(TakedownDecided(referral_id=RID, platform=Platform.facebook, ticket_id=ticket, outcome=Outcome.removed,
+                                 decision_visibility=[Visibility.content_removed]), m, "platform:facebook")
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(LIFECYCLE)),
-                         ids=lambda order: ">".join(e.type.split(".")[1] for e in order))
-def test_every_arrival_order_of_a_lifecycle_folds_to_the_same_decided_state(order):
-    assert fold(order) == fold(LIFECYCLE) == {
-        "referral_id": RID, "status": "decided", "agency": "NCA", "platform": "facebook",
-        "category": "people_smuggling", "url": "https://www.facebook.com/groups/smugglers?fbclid=abc",
-        "canonical_url": "https://facebook.com/groups/smugglers", "priority": "high", "case_reference": "OP-1",
-        "ticket_id": "FB-1", "outcome": "rejected", "reason": "no_violation", "failure_reason": None,
-        "submitted_at": T0, "dispatched_at": T0 + timedelta(minutes=1), "decided_at": T0 + timedelta(hours=2),
-        "last_event_at": T0 + timedelta(hours=2),
-    }
+def rejected(m=120):
+    return event(TakedownDecided(referral_id=RID, platform=Platform.facebook, ticket_id="FB-1",
+                                 outcome=Outcome.rejected, no_action_reason=NoActionReason.no_violation),
+                 m, "platform:facebook")
 
 
-def test_a_submitted_event_alone_gives_a_submitted_referral_with_its_details():
-    state = fold([submitted()])
-
-    assert state["status"] == "submitted"
-    assert (state["agency"], state["platform"], state["canonical_url"]) == (
-        "NCA", "facebook", "https://facebook.com/groups/smugglers")
-    assert state["submitted_at"] == state["last_event_at"] == T0
-    assert "ticket_id" not in state and "outcome" not in state
+def asked(m=60):
+    return event(TakedownInformationRequested(referral_id=RID, platform=Platform.facebook, ticket_id="FB-1",
+                                              question="Which post?"), m, "platform:facebook")
 
 
-def test_a_dispatch_failed_alone_gives_status_dispatch_failed_with_its_reason_and_platform():
-    state = fold([failed(reason="HTTP 503 from platform")])
-
-    assert state["status"] == "dispatch_failed"
-    assert state["failure_reason"] == "HTTP 503 from platform"
-    assert state["platform"] == "facebook" and state["referral_id"] == RID
-    assert state["last_event_at"] == T0 + timedelta(minutes=1)
+def overdue(m=90):
+    return event(ReferralOverdue(referral_id=RID, deadline=at(m)), m, "service:outcomes")
 
 
-def test_a_dispatched_after_a_dispatch_failed_gives_dispatched_and_clears_the_failure_reason():
-    state = fold([submitted(), failed(at=T0 + timedelta(minutes=1)), dispatched(at=T0 + timedelta(minutes=5))])
-
-    assert state["status"] == "dispatched"
-    assert state["failure_reason"] is None
-    assert state["ticket_id"] == "FB-1" and state["dispatched_at"] == T0 + timedelta(minutes=5)
-
-
-def test_a_dispatch_failed_after_a_dispatched_keeps_status_dispatched_but_records_the_reason():
-    state = fold([submitted(), dispatched(at=T0 + timedelta(minutes=1)), failed(at=T0 + timedelta(minutes=5))])
-
-    assert state["status"] == "dispatched"
-    assert state["failure_reason"] == "platform unreachable"
-    assert state["ticket_id"] == "FB-1"
+LIFECYCLES = [
+    [submitted(), dispatched(), removed()],
+    [submitted(), failed(1), dispatched(5), asked(60), overdue(90), removed(120),
+     event(ContentStillDown(referral_id=RID, url="https://fb.com/g", checked_at=at(1500)), 1500),
+     event(ContentReappeared(referral_id=RID, url="https://fb.com/g", checked_at=at(9000)), 9000)],
+    [submitted(), dispatched(), rejected(),
+     event(ReferralAppealed(referral_id=RID, reason="new evidence"), 200, "agency:NCA"),
+     dispatched(201, "FB-2"), removed(300, "FB-2"),
+     event(ReferralClosed(referral_id=RID), 400, "agency:NCA")],
+]
 
 
-@pytest.mark.parametrize(("earlier", "later"), [
-    (submitted(), failed()), (submitted(), dispatched()), (submitted(), decided()),
-    (failed(), dispatched()), (failed(), decided()), (dispatched(), decided()),
-], ids=lambda e: e.type.split(".")[1])
-def test_a_late_arriving_earlier_stage_never_moves_the_status_back(earlier, later):
-    assert fold([later, earlier])["status"] == fold([later])["status"] == fold([earlier, later])["status"]
+@settings(max_examples=200, deadline=None)
+@given(lifecycle=st.sampled_from(LIFECYCLES), data=st.data())
+def test_any_arrival_order_gives_the_same_state_and_the_same_complete_history(lifecycle, data):
+    arrived = data.draw(st.permutations(lifecycle))
+
+    state = project(arrived)
+
+    assert state == project(lifecycle)
+    assert state["anomalies"] == []
+    assert [t["event_id"] for t in state["transitions"]] == \
+        [str(e.id) for e in lifecycle if e.type not in ("referral.overdue", "content.still_down")]
 
 
-def test_a_submitted_arriving_after_the_decision_fills_in_the_details_without_moving_the_status():
-    decided_only = fold([decided()])
-    state = apply(decided_only, submitted())
+def test_a_lifecycle_records_every_fact_and_timestamped_transition():
+    state = project(LIFECYCLES[1])
 
-    assert decided_only["status"] == "decided" and "agency" not in decided_only
-    assert decided_only["platform"] == "facebook"
-    assert state["status"] == "decided" and state["outcome"] == "rejected"
-    assert (state["agency"], state["category"], state["case_reference"]) == ("NCA", "people_smuggling", "OP-1")
-
-
-def test_last_event_at_is_the_latest_event_time_whatever_the_arrival_order():
-    # The platform's clock may put its decision before our own dispatch time: the latest still wins.
-    events = (submitted(at=T0), dispatched(at=T0 + timedelta(hours=3)), decided(at=T0 + timedelta(hours=1)))
-
-    for order in itertools.permutations(events):
-        assert fold(order)["last_event_at"] == T0 + timedelta(hours=3)
+    assert state["status"] == "reopened" and state["outcome"] == "removed" and state["reachable"] is True
+    assert (state["agency"], state["platform"], state["category"]) == ("NCA", "facebook", "people_smuggling")
+    assert state["submitted_at"] == at(0) and state["dispatched_at"] == at(5) and state["decided_at"] == at(120)
+    assert state["information_requested_at"] == at(60) and state["overdue"] is False
+    assert [(t["from"], t["to"]) for t in state["transitions"]] == [
+        (None, "submitted"), ("submitted", "dispatch_failed"), ("dispatch_failed", "dispatched"),
+        ("dispatched", "information_requested"), ("information_requested", "decided"), ("decided", "reopened")]
+    assert state["transitions"][4]["at"] == at(120).isoformat()
 
 
-def test_the_state_as_stored_and_reloaded_folds_on_like_the_state_in_memory():
-    # The database hands back plain strings and leaves out columns that are null.
-    def stored(state: dict) -> dict:
-        return {k: (v.value if hasattr(v, "value") else v) for k, v in state.items() if v is not None}
-
-    in_memory = fold([submitted(), dispatched()])
-
-    assert stored(apply(stored(in_memory), decided())) == stored(apply(in_memory, decided()))
+def test_a_referral_waiting_past_its_deadline_is_overdue_until_decided():
+    assert project([submitted(), dispatched(), overdue(90)])["overdue"] is True
+    assert project([submitted(), dispatched(), overdue(90), removed(120)])["overdue"] is False
 
 
-def test_apply_leaves_the_state_it_was_given_untouched():
-    state = fold([submitted()])
-    before = dict(state)
+def test_an_appeal_dispatches_again_and_both_decisions_stay_in_one_history():
+    state = project(LIFECYCLES[2])
 
-    after = apply(state, decided())
-
-    assert state == before
-    assert after is not state and after["status"] == "decided"
+    assert state["status"] == "closed" and state["outcome"] == "removed" and state["dispatches"] == 2
+    assert state["ticket_id"] == "FB-2"
+    assert [t["to"] for t in state["transitions"]].count("decided") == 2
 
 
-def test_an_event_type_it_has_no_rule_for_is_refused():
-    class Withdrawn(EventData):
-        event_type: ClassVar[str] = "referral.withdrawn"
+def test_an_impossible_transition_is_an_anomaly_that_leaves_the_status_alone():
+    withdrawal = event(ReferralWithdrawn(referral_id=RID, reason="duplicate of OP-2"), 30, "agency:NCA")
 
-    event = Event(source="/takedown/intake", actor="agency:NCA", data=Withdrawn(referral_id=RID))
+    state = project([submitted(), dispatched(), withdrawal, removed(120)])
 
-    with pytest.raises(TypeError, match="no rule for referral.withdrawn"):
-        apply(fold([submitted()]), event)
+    assert state["status"] == "withdrawn"
+    [anomaly] = state["anomalies"]
+    assert anomaly["event_type"] == "takedown.decided" and anomaly["why"] == "withdrawn cannot become decided"
+
+
+def test_only_a_rejection_can_be_appealed():
+    appeal = event(ReferralAppealed(referral_id=RID, reason="please"), 200, "agency:NCA")
+
+    state = project([submitted(), dispatched(), removed(), appeal])
+
+    assert state["status"] == "decided" and state["anomalies"][0]["why"] == "only a rejection can be appealed"
+
+
+def test_events_of_a_referral_whose_submission_has_not_arrived_yet_are_kept_and_flagged():
+    state = project([dispatched(), removed()])
+
+    assert state["status"] == "decided"
+    assert state["anomalies"][0]["why"] == "no submission recorded before it"
+    assert project([dispatched(), removed(), submitted()])["anomalies"] == []
+
+
+def test_a_dispatch_failure_after_the_dispatch_is_recorded_without_moving_the_status_back():
+    state = project([submitted(), dispatched(1), failed(2, "late duplicate")])
+
+    assert state["status"] == "dispatched" and state["anomalies"][0]["why"] == "dispatched cannot become dispatch_failed"
