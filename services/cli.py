@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from services.audit_cli import audit_app
 from services.dlq import dlq_app
 from services.ops import lag
 from shared.serving import configure_logging, serve
@@ -60,6 +61,7 @@ def run(
 
 
 app.add_typer(dlq_app, name="dlq", help="List dead letters, and replay them to where they came from.")
+app.add_typer(audit_app, name="audit", help="Verify the audit trail's hash chain, and take checkpoints of it.")
 app.command()(lag)
 
 

@@ -66,7 +66,10 @@ async def append(session: AsyncSession, events: list[Event]) -> list[Event]:
     """Append events not recorded before to the chain, in the caller's transaction; return them.
 
     Events whose id is already recorded, and repeats within the batch, are dropped. The head stays
-    locked until the caller's transaction ends: commit soon after.
+    locked until the caller's transaction ends: commit soon after, and take it before any other
+    lock the transaction takes, so that every recording transaction locks in the same order.
+    Meant for READ COMMITTED (the default); under REPEATABLE READ a concurrent append makes the
+    lock fail with a serialization error, to be retried.
     """
     first: dict = {}
     for event in events:

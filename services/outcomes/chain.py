@@ -101,7 +101,7 @@ def extend(head: tuple[int, bytes], rows: Iterable[Mapping[str, Any]]) -> list[d
 
 
 class Verifier:
-    """Checks rows fed in position order, holding two hashes and one row, never the whole chain.
+    """Checks rows fed in position order, holding one hash and one row, never the whole chain.
 
     A row is judged when the row after it arrives (or at finish): a swap or an insertion shows
     in how the next row links. Anchors are (position, hash) pairs the chain must contain.
