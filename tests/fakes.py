@@ -39,7 +39,7 @@ class FakeAdapter(PlatformAdapter):
 
     Each submit takes the next answer from `script` (a ticket id, or a DeliveryError to raise);
     once it is used up, `then` answers every call. Tests may change `then` at any time (a
-    platform going down or coming back). Tickets are "<ticket>-<referral id>" so each is unique.
+    platform going down or coming back). Tickets are "<ticket>-<delivery key>", one per dispatch.
     """
 
     slug = "fake"
@@ -64,7 +64,7 @@ class FakeAdapter(PlatformAdapter):
         answer = self.script.pop(0) if self.script else self.then
         if isinstance(answer, DeliveryError):
             raise DeliveryError(answer.reason, permanent=answer.permanent, retry_after=answer.retry_after)
-        ticket = f"{answer}-{referral.referral_id}"
+        ticket = f"{answer}-{referral.delivery_key}"
         decision = removal(ticket, referral.referral_id) if self.answer_in_receipt else None
         return Receipt(ticket_id=ticket, answer=decision)
 

@@ -48,4 +48,14 @@ class DispatcherSettings(BaseServiceSettings):
                     "callback_base_url": self.dispatcher_callback_base_url}
         if self.poll_interval_s is not None:
             defaults["poll_interval_s"] = self.poll_interval_s
-        return {**defaults, **from_file, **self.adapters.get(slug, {})}
+        return deep_merge(deep_merge(defaults, from_file), self.adapters.get(slug, {}))
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """base with over laid on top, nested settings merged key by key (rate_limit.burst survives
+    an environment variable that sets only rate_limit.per_second)."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged

@@ -19,17 +19,18 @@ def stable_id(*parts: object) -> UUID:
     return uuid5(NAMESPACE_URL, "takedown:" + ":".join(str(p) for p in parts))
 
 
-def dispatched(referral_id: UUID, platform: Platform, adapter: str, ticket_id: str, attempts: int) -> Event:
+def dispatched(referral_id: UUID, platform: Platform, adapter: str, ticket_id: str, attempts: int,
+               dispatch: int = 1) -> Event:
     data = ReferralDispatched(referral_id=referral_id, platform=platform, adapter=adapter,
-                              ticket_id=ticket_id, attempts=attempts)
+                              ticket_id=ticket_id, attempts=attempts, dispatch=dispatch)
     return Event(id=stable_id(referral_id, "dispatched", ticket_id), source=SOURCE, actor=SERVICE, data=data)
 
 
 def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason: str,
-                    attempts: int, permanent: bool) -> Event:
+                    attempts: int, permanent: bool, dispatch: int = 1) -> Event:
     data = ReferralDispatchFailed(referral_id=referral_id, platform=platform, adapter=adapter,
-                                  reason=reason, attempts=attempts, permanent=permanent)
-    return Event(id=stable_id(referral_id, "dispatch_failed", attempts), source=SOURCE,
+                                  reason=reason, attempts=attempts, permanent=permanent, dispatch=dispatch)
+    return Event(id=stable_id(referral_id, "dispatch_failed", dispatch, attempts), source=SOURCE,
                  actor=SERVICE, data=data)
 
 

@@ -13,19 +13,42 @@ from faststream.kafka.annotations import KafkaMessage
 from services.dispatcher.outbound import Record
 from services.dispatcher.service import DispatchService
 from shared import topics
-from shared.events import InvalidEvent, ReferralSubmitted, from_kafka
+from shared.events import (Event, InvalidEvent, ReferralAppealed, ReferralEscalated, ReferralSubmitted, from_kafka,
+                           to_kafka)
 from shared.kafka import dead_letter, record_position
 from shared.reliability import Poison, process_or_dead_letter
 
 
-def parse_referral(headers: dict, raw: bytes) -> ReferralSubmitted:
+def parse_event(headers: dict, raw: bytes) -> Event:
     try:
-        event = from_kafka(headers, raw)
+        return from_kafka(headers, raw)
     except InvalidEvent as exc:
         raise Poison(str(exc)) from exc
+
+
+def parse_referral(headers: dict, raw: bytes) -> ReferralSubmitted:
+    event = parse_event(headers, raw)
     if not isinstance(event.data, ReferralSubmitted):
         raise Poison(f"expected referral.submitted, got {event.type}")
     return event.data
+
+
+def to_dispatch(event: Event, record: Record) -> tuple[ReferralSubmitted, Record] | None:
+    """What a record on referrals.submitted asks the router to dispatch, if anything.
+
+    A submission is dispatched as it is; an escalation or an appeal carries the referral to
+    dispatch again (its dispatch number >= 2), which goes on the lane as a referral.submitted
+    record of its own. Other agency actions need nothing from the dispatcher.
+    """
+    if isinstance(event.data, ReferralSubmitted):
+        return event.data, record
+    if isinstance(event.data, ReferralEscalated | ReferralAppealed):
+        again = event.data.referral
+        key, value, headers = to_kafka(Event(id=event.id, source=event.source, actor=event.actor, time=event.time,
+                                             data=again))
+        return again, Record(key=key, value=value, headers=headers, topic=record.topic,
+                             partition=record.partition, offset=record.offset)
+    return None
 
 
 def as_record(raw, headers: dict[str, str]) -> Record:
@@ -42,7 +65,9 @@ def register(broker: KafkaBroker, service: DispatchService, options: dict, lane_
         record = as_record(msg.raw_message, msg.headers)
 
         async def work() -> None:
-            await service.route(parse_referral(msg.headers, record.value), record)
+            wanted = to_dispatch(parse_event(msg.headers, record.value), record)
+            if wanted is not None:
+                await service.route(*wanted)
 
         async def to_dlq(reason: str, attempts: int) -> None:
             await dead_letter(broker, topics.DISPATCH_DLQ, msg, reason, attempts)

@@ -49,7 +49,7 @@ class DispatchService:
             case Delivered(receipt):
                 await self._opened(lane.adapter, platform, receipt.ticket_id, rid, receipt.answer is None)
                 await self.outbound.event(REFERRALS_DISPATCH, domain.dispatched(
-                    rid, platform, slug, receipt.ticket_id, record.attempt))
+                    rid, platform, slug, receipt.ticket_id, record.attempt, referral.dispatch))
                 if receipt.answer is not None:
                     await self.record_answers(platform, [receipt.answer])
             case RetryLater(reason, not_before):
@@ -57,7 +57,7 @@ class DispatchService:
             case GaveUp(reason, permanent):
                 await self.outbound.dead_letter(record, reason)
                 await self.outbound.event(REFERRALS_DISPATCH, domain.dispatch_failed(
-                    rid, platform, slug, reason, record.attempt, permanent))
+                    rid, platform, slug, reason, record.attempt, permanent, referral.dispatch))
 
     async def release(self, platform: str, record: Record, max_hold_s: float = 30.0) -> None:
         """Hold a parked report until it is due, then put it back on its lane."""

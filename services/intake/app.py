@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.intake import api, handlers
+from services.intake import actions, api, handlers
 from services.intake.config import IntakeSettings
 from services.intake.db import SCHEMA
 from services.intake.outbox import OutboxRelay
@@ -44,8 +44,9 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         await engine.dispose()
 
     app = FastAPI(title="takedown intake", version="1", lifespan=lifespan)
-    app.state.intake, app.state.relay = service, relay
+    app.state.intake, app.state.relay, app.state.sessions = service, relay, sessions
     app.include_router(api.router)
+    app.include_router(actions.router)
 
     install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
     add_health(app, "intake", engine)

@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import (BigInteger, Column, DateTime, Identity, LargeBinary, MetaData, String,
-                        Table, UniqueConstraint, delete, func, select, tuple_)
+from sqlalchemy import (BigInteger, Column, DateTime, Identity, Integer, LargeBinary, MetaData, String,
+                        Table, UniqueConstraint, delete, func, select, tuple_, update)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,8 @@ referrals = Table(
     Column("platform", String(32), nullable=False),
     Column("canonical_url", String, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("submission", JSONB),
+    Column("dispatches", Integer, nullable=False, server_default="1"),
     UniqueConstraint("agency", "idempotency_key", name="referrals_agency_idempotency_key"),
 )
 
@@ -52,7 +54,8 @@ async def accept(session: AsyncSession, events: list[Event]) -> list[Accepted]:
     data: list[ReferralSubmitted] = [e.data for e in events]  # type: ignore[misc]
     rows = [
         {"referral_id": d.referral_id, "agency": d.agency, "idempotency_key": d.idempotency_key,
-         "platform": d.platform.value, "canonical_url": d.canonical_url, "received_at": d.submitted_at}
+         "platform": d.platform.value, "canonical_url": d.canonical_url, "received_at": d.submitted_at,
+         "submission": d.model_dump(mode="json")}
         for d in data
     ]
     stmt = insert(referrals).values(rows).on_conflict_do_nothing().returning(referrals.c.referral_id)
@@ -79,6 +82,22 @@ async def _first_seen(session: AsyncSession, replays: list[ReferralSubmitted]) -
         (r.agency, r.idempotency_key): Accepted(r.referral_id, r.platform, r.canonical_url, True)
         for r in (await session.execute(stmt))
     }
+
+
+async def referral_for_action(session: AsyncSession, referral_id: UUID, redispatch: bool):
+    """The stored referral (locked), with its dispatch count bumped if the action dispatches again."""
+    stmt = select(referrals).where(referrals.c.referral_id == referral_id).with_for_update()
+    row = (await session.execute(stmt)).mappings().first()
+    if row is None or not redispatch:
+        return row
+    await session.execute(update(referrals).where(referrals.c.referral_id == referral_id)
+                          .values(dispatches=referrals.c.dispatches + 1))
+    return {**row, "dispatches": row["dispatches"] + 1}
+
+
+async def queue(session: AsyncSession, event: Event) -> None:
+    """Queue one more event on the outbox, in the caller's transaction."""
+    await session.execute(insert(outbox), [_outbox_row(event)])
 
 
 def _outbox_row(event: Event) -> dict:

@@ -126,7 +126,7 @@ def _record_facts(state: dict[str, Any], event: Event) -> None:
             state.update(ticket_id=data.ticket_id, outcome=data.outcome.value, reason=reason, decided_at=at,
                          overdue=False)
         case "referral.escalated" | "referral.appealed":
-            state.update(dispatches=max(state["dispatches"], data.dispatch - 1) + 1, outcome=None, reason=None,
+            state.update(dispatches=max(state["dispatches"], data.referral.dispatch), outcome=None, reason=None,
                          decided_at=None)
         case "referral.overdue":
             if state["status"] in AWAITING_PLATFORM | {S.submitted, S.dispatch_failed}:

@@ -47,6 +47,12 @@ class ReferralSubmitted(EventData):
     evidence: list[Evidence] = Field(default_factory=list)
     received_via: Literal["http", "kafka"] = "http"
     submitted_at: datetime
+    dispatch: int = Field(1, ge=1, description="1 for the referral; 2, 3... when escalated or appealed.")
+
+    @property
+    def delivery_key(self) -> str:
+        """The idempotency key of this dispatch at the platform: one report per dispatch."""
+        return str(self.referral_id) if self.dispatch == 1 else f"{self.referral_id}/{self.dispatch}"
 
 
 class ReferralDispatched(EventData):
@@ -58,6 +64,7 @@ class ReferralDispatched(EventData):
     adapter: str
     ticket_id: str
     attempts: int = 1
+    dispatch: int = Field(1, ge=1, description="Which dispatch of the referral this was.")
 
 
 class ReferralDispatchFailed(EventData):
@@ -70,6 +77,7 @@ class ReferralDispatchFailed(EventData):
     reason: str
     attempts: int = 1
     permanent: bool = True
+    dispatch: int = Field(1, ge=1, description="Which dispatch of the referral this was.")
 
 
 class TakedownDecided(EventData):
@@ -122,7 +130,7 @@ class ReferralEscalated(EventData):
     event_type: ClassVar[str] = "referral.escalated"
 
     reason: str = Field(min_length=1, max_length=10_000)
-    dispatch: int = Field(2, ge=2, description="Which dispatch of this referral the escalation starts.")
+    referral: ReferralSubmitted = Field(description="What is dispatched again (its dispatch number >= 2).")
 
 
 class ReferralAppealed(EventData):
@@ -132,7 +140,7 @@ class ReferralAppealed(EventData):
 
     reason: str = Field(min_length=1, max_length=10_000)
     evidence: list[Evidence] = Field(default_factory=list)
-    dispatch: int = Field(2, ge=2, description="Which dispatch of this referral the appeal starts.")
+    referral: ReferralSubmitted = Field(description="What is dispatched again, with the new evidence.")
 
 
 class ReferralWithdrawn(EventData):

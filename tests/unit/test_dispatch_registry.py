@@ -71,3 +71,13 @@ def test_the_platforms_an_adapter_serves_can_be_set_from_the_environment(monkeyp
 def test_a_comma_separated_platforms_setting_is_a_list():
     assert parse_platforms("other, telegram") == ["other", "telegram"]
     assert parse_platforms(["x"]) == ["x"] and parse_platforms(None) is None
+
+
+def test_an_environment_variable_changes_one_nested_setting_and_keeps_the_files_others(monkeypatch, tmp_path):
+    adapters = tmp_path / "adapters.yaml"
+    adapters.write_text("meta:\n  rate_limit: {per_second: 5, burst: 50}\n")
+    monkeypatch.setenv("ADAPTERS__META__RATE_LIMIT__PER_SECOND", "2")
+
+    settings = DispatcherSettings(adapters_file=adapters).adapter_settings("meta")
+
+    assert settings["rate_limit"] == {"per_second": 2, "burst": 50}

@@ -31,6 +31,10 @@ def submitted(m=0):
                  m, "agency:NCA")
 
 
+def again(dispatch: int) -> ReferralSubmitted:
+    return submitted().data.model_copy(update={"dispatch": dispatch})
+
+
 def dispatched(m=1, ticket="FB-1"):
     return event(ReferralDispatched(referral_id=RID, platform=Platform.facebook, adapter="meta", ticket_id=ticket), m)
 
@@ -65,7 +69,7 @@ LIFECYCLES = [
      event(ContentStillDown(referral_id=RID, url="https://fb.com/g", checked_at=at(1500)), 1500),
      event(ContentReappeared(referral_id=RID, url="https://fb.com/g", checked_at=at(9000)), 9000)],
     [submitted(), dispatched(), rejected(),
-     event(ReferralAppealed(referral_id=RID, reason="new evidence"), 200, "agency:NCA"),
+     event(ReferralAppealed(referral_id=RID, reason="new evidence", referral=again(2)), 200, "agency:NCA"),
      dispatched(201, "FB-2"), removed(300, "FB-2"),
      event(ReferralClosed(referral_id=RID), 400, "agency:NCA")],
 ]
@@ -121,7 +125,7 @@ def test_an_impossible_transition_is_an_anomaly_that_leaves_the_status_alone():
 
 
 def test_only_a_rejection_can_be_appealed():
-    appeal = event(ReferralAppealed(referral_id=RID, reason="please"), 200, "agency:NCA")
+    appeal = event(ReferralAppealed(referral_id=RID, reason="please", referral=again(2)), 200, "agency:NCA")
 
     state = project([submitted(), dispatched(), removed(), appeal])
 

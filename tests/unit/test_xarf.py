@@ -151,3 +151,14 @@ def test_the_telegram_adapter_addresses_the_sandbox_mailbox_by_default():
     assert adapter.platforms == (Platform.telegram,)
     assert set(TelegramAdapter.hosts) == {"t.me", "telegram.me"}
     assert adapter.message_for(telegram_referral())["To"] == "abuse@telegram.sandbox"
+
+
+def test_each_dispatch_of_a_referral_has_a_message_id_of_its_own():
+    from services.dispatcher.adapters.xarf import ticket_id
+    from tests.fakes import referral
+
+    first = referral()
+    again = first.model_copy(update={"dispatch": 2})
+
+    assert ticket_id(first) == f"{first.referral_id}@takedown"
+    assert ticket_id(again) == f"{first.referral_id}.2@takedown"

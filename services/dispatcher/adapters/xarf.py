@@ -23,7 +23,7 @@ HEADER_POLICY = default_policy.clone(max_line_length=998)
 
 def ticket_id(referral: ReferralSubmitted) -> str:
     """The referral's Message-ID without angle brackets: what a Receipt carries."""
-    return f"{referral.referral_id}@{MESSAGE_ID_DOMAIN}"
+    return f"{referral.delivery_key.replace('/', '.')}@{MESSAGE_ID_DOMAIN}"  # one per dispatch
 
 
 def message_id(referral: ReferralSubmitted) -> str:

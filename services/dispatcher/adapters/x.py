@@ -1,0 +1,73 @@
+"""X: OAuth2 client credentials; decisions come back by webhook signed with a timestamp."""
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from pydantic import Field, SecretStr
+
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback,
+                                               PlatformAnswer, Receipt)
+from services.dispatcher.adapters.http import (OAuth2Adapter, base64_signature, callback_answer, callback_json,
+                                               callback_url, idempotency, lower_keys, receipt_from,
+                                               signatures_match)
+from shared.events import Platform, ReferralSubmitted
+
+log = logging.getLogger(__name__)
+
+MAX_SIGNATURE_AGE_S = 300
+
+
+class XConfig(AdapterConfig):
+    """X's settings; secrets default to the sandbox's."""
+
+    client_id: str = Field("sandbox-x", description="OAuth2 client id.")
+    client_secret: SecretStr = Field(SecretStr("sandbox-x-secret"), description="OAuth2 client secret.")
+    consumer_secret: SecretStr = Field(SecretStr("sandbox-x-consumer-secret"),
+                                       description="Verifies callbacks' X-Signature.")
+
+
+class XAdapter(OAuth2Adapter):
+    """Reports to X; reads its timestamped, signed callbacks."""
+
+    slug = "x"
+    title = "X"
+    hosts = ("x.com", "twitter.com")
+    auth = AuthKind.oauth2_client_credentials
+    decisions = DecisionMode.webhook
+    Config = XConfig
+    default_platforms = (Platform.x,)
+    token_path = "/x/oauth2/token"
+    config: XConfig
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def payload(self, referral: ReferralSubmitted) -> dict:
+        """The body of x's report for referral."""
+        return {
+            "url": referral.canonical_url,
+            "policy": referral.category.value,
+            "reporter_reference": str(referral.referral_id),
+            "callback_url": callback_url(self.config, referral),
+        }
+
+    async def submit(self, referral: ReferralSubmitted) -> Receipt:
+        """Report referral; the decision comes back to the callback URL."""
+        response = await self.send("POST", "/x/2/reports", json=self.payload(referral), headers=idempotency(referral))
+        receipt = receipt_from(response, "data", "report_id", secrets=self.secrets())
+        log.debug("x: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
+        return receipt
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[PlatformAnswer]:
+        """Verify X-Timestamp and X-Signature (refused after 5 minutes) and read the answer."""
+        lowered = lower_keys(headers)
+        timestamp = lowered.get("x-timestamp", "").strip()
+        try:
+            age = self.clock() - int(timestamp)
+        except ValueError:
+            raise InvalidCallback("missing or malformed X-Timestamp") from None
+        if abs(age) > MAX_SIGNATURE_AGE_S:
+            raise InvalidCallback(f"X-Timestamp is {age:.0f} s from now; at most {MAX_SIGNATURE_AGE_S} s allowed")
+        expected = base64_signature(self.config.consumer_secret, timestamp.encode() + b"." + body)
+        if not signatures_match(expected, lowered.get("x-signature")):
+            raise InvalidCallback("missing or wrong X-Signature")
+        return [callback_answer(callback_json(body), "report_id", "reporter_reference")]

@@ -1,0 +1,177 @@
+"""The contract every platform adapter passes, whatever it speaks (HTTP, e-mail, ...).
+
+Subclass AdapterContract once per adapter, as `Test<Something>` (the base itself is not
+collected; its test methods run in every subclass). The subclass provides a `peer` fixture
+(whatever stands in for the platform: the sandbox, an SMTP server...; the hooks receive it)
+and implements the hooks:
+
+    class TestMyAdapter(AdapterContract):
+        platform = Platform.other
+
+        @pytest.fixture
+        async def peer(self):
+            async with serving(create_app(SandboxSettings(sandbox_decision_delay_s=0))) as url:
+                yield url
+
+        async def make_adapter(self, peer):
+            return MyAdapter(MyAdapter.Config(base_url=peer))
+
+        async def make_adapter_with_bad_credentials(self, peer):
+            return MyAdapter(MyAdapter.Config(base_url=peer, api_key="wrong"))  # None: no credentials
+
+        async def make_unreachable_adapter(self, peer, port):
+            return MyAdapter(MyAdapter.Config(base_url=f"http://127.0.0.1:{port}"))
+
+        async def reports_at_peer(self, peer, referral):
+            ...  # how many distinct reports of this referral the peer holds
+
+        async def callback_for(self, peer, referral):
+            ...  # webhook adapters only: the raw (headers, body) the peer called back with
+
+How an answer comes back is answer_for's business; its default follows the adapter's
+DecisionMode: the receipt's answer, else polling with a deadline (polling, response), the
+callback_for callback parsed (webhook), or None (manual: an operator records decisions).
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import uuid4
+
+import pytest
+
+from services.dispatcher.adapters.base import (Decision, DecisionMode, DeliveryError, InformationRequest,
+                                               InvalidCallback, PlatformAdapter, PlatformAnswer, Receipt)
+from shared.embedded import free_port
+from shared.events import Category, Evidence, Platform, ReferralSubmitted
+from tests.support import eventually
+
+
+class AdapterContract:
+    """Tests every adapter must pass; subclasses provide `peer` and the hooks below."""
+
+    platform: ClassVar[Platform]
+    replays_are_flagged: ClassVar[bool] = True  # False if the peer cannot tell the adapter of a replay
+    decision_timeout_s: ClassVar[float] = 20.0
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    async def make_adapter(self, peer: Any) -> PlatformAdapter:
+        """An adapter configured to deliver to peer."""
+        raise NotImplementedError
+
+    async def make_adapter_with_bad_credentials(self, peer: Any) -> PlatformAdapter | None:
+        """An adapter whose credentials peer refuses; None if the adapter has none."""
+        raise NotImplementedError
+
+    async def make_unreachable_adapter(self, peer: Any, port: int) -> PlatformAdapter:
+        """An adapter pointed at 127.0.0.1:port, where nothing listens."""
+        raise NotImplementedError
+
+    async def reports_at_peer(self, peer: Any, referral: ReferralSubmitted) -> int:
+        """How many distinct reports of referral the peer holds."""
+        raise NotImplementedError
+
+    async def callback_for(self, peer: Any, referral: ReferralSubmitted) -> tuple[Mapping[str, str], bytes]:
+        """Webhook adapters: the raw headers and body of the peer's callback on referral."""
+        raise NotImplementedError(f"{type(self).__name__} must capture callbacks")
+
+    async def answer_for(self, peer: Any, adapter: PlatformAdapter, receipt: Receipt,
+                         referral: ReferralSubmitted) -> PlatformAnswer | None:
+        """The platform's answer on referral, found the way adapter's decisions come back."""
+        if receipt.answer is not None:
+            return receipt.answer
+        if adapter.decisions is DecisionMode.manual:
+            return None
+        if adapter.decisions is DecisionMode.webhook:
+            answers = adapter.parse_callback(*await self.callback_for(peer, referral))
+            return next((a for a in answers if a.referral_id == referral.referral_id), None)
+        return await eventually(lambda: adapter.poll(receipt.ticket_id, referral.referral_id),
+                                self.decision_timeout_s, f"{adapter.slug} to answer on {receipt.ticket_id}")
+
+    def make_referral(self) -> ReferralSubmitted:
+        """A new, valid referral to this contract's platform."""
+        return ReferralSubmitted(
+            referral_id=uuid4(), agency="NCA", url=f"https://{self.platform.value}.example/p/1?utm_source=x",
+            canonical_url=f"https://{self.platform.value}.example/p/1", platform=self.platform,
+            category=Category.people_smuggling, case_reference="OP-CONTRACT", notes="Crossings for sale.",
+            evidence=[Evidence(sha256="ab" * 32, captured_at=datetime.now(UTC))], submitted_at=datetime.now(UTC))
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    @pytest.fixture(autouse=True)
+    async def _adapters_are_closed(self):
+        self._opened: list[PlatformAdapter] = []
+        yield
+        for adapter in self._opened:
+            await adapter.close()
+
+    def _track(self, adapter: PlatformAdapter | None) -> PlatformAdapter | None:
+        if adapter is not None:
+            self._opened.append(adapter)
+        return adapter
+
+    async def adapter(self, peer: Any) -> PlatformAdapter:
+        """make_adapter's adapter, closed when the test ends."""
+        return self._track(await self.make_adapter(peer))
+
+    # -- the contract ------------------------------------------------------------------------------
+
+    async def test_a_report_gets_a_ticket(self, peer):
+        referral = self.make_referral()
+        receipt = await (await self.adapter(peer)).submit(referral)
+        assert receipt.ticket_id.strip() and not receipt.duplicate
+        assert await self.reports_at_peer(peer, referral) == 1
+
+    async def test_the_same_referral_twice_makes_one_report_and_returns_the_same_ticket(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        first, again = await adapter.submit(referral), await adapter.submit(referral)
+        assert again.ticket_id == first.ticket_id
+        assert await self.reports_at_peer(peer, referral) == 1
+        if self.replays_are_flagged:
+            assert (first.duplicate, again.duplicate) == (False, True)
+
+    async def test_a_replay_from_a_restarted_adapter_still_returns_the_first_ticket(self, peer):
+        referral = self.make_referral()
+        first = await (await self.adapter(peer)).submit(referral)
+        again = await (await self.adapter(peer)).submit(referral)
+        assert again.ticket_id == first.ticket_id
+        assert await self.reports_at_peer(peer, referral) == 1
+
+    async def test_bad_credentials_are_a_permanent_delivery_error(self, peer):
+        adapter = self._track(await self.make_adapter_with_bad_credentials(peer))
+        if adapter is None:
+            pytest.skip(f"{type(self).__name__}: the adapter has no credentials")
+        referral = self.make_referral()
+        with pytest.raises(DeliveryError) as refused:
+            await adapter.submit(referral)
+        assert refused.value.permanent, refused.value.reason
+        assert await self.reports_at_peer(peer, referral) == 0
+
+    async def test_an_unreachable_platform_is_a_transient_delivery_error(self, peer):
+        adapter = self._track(await self.make_unreachable_adapter(peer, free_port()))
+        with pytest.raises(DeliveryError) as failed:
+            await adapter.submit(self.make_referral())
+        assert not failed.value.permanent, failed.value.reason
+
+    async def test_the_decision_comes_back_for_this_referral_and_ticket(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        receipt = await adapter.submit(referral)
+        answer = await self.answer_for(peer, adapter, receipt, referral)
+        if answer is None:
+            assert adapter.decisions is DecisionMode.manual, "no answer came back"
+            pytest.skip(f"{adapter.slug}: an operator records decisions")
+        assert isinstance(answer, Decision | InformationRequest)
+        assert (answer.referral_id, answer.ticket_id) == (referral.referral_id, receipt.ticket_id)
+
+    async def test_a_callback_with_a_wrong_signature_is_refused(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        if adapter.decisions is not DecisionMode.webhook:
+            pytest.skip(f"{adapter.slug} takes no callbacks")
+        await adapter.submit(referral)
+        headers, body = await self.callback_for(peer, referral)
+        assert adapter.parse_callback(headers, body), "the genuine callback is accepted"
+        with pytest.raises(InvalidCallback):
+            adapter.parse_callback(headers, body + b" ")  # still JSON, no longer what was signed
+        with pytest.raises(InvalidCallback):
+            adapter.parse_callback({k: v for k, v in headers.items() if "signature" not in k.lower()}, body)
