@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, HTTPException, Request, status
 
 from services.dispatcher.adapters.base import Decision, InvalidCallback
-from services.dispatcher.adapters.http import InvalidAnswer
+from services.dispatcher.adapters.answers import InvalidAnswer
 from services.dispatcher.adapters.registry import UnknownPlatform
 from services.dispatcher.service import DispatchService, UnknownTicket
 from shared.events import Platform

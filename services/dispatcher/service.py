@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.dispatcher import db, domain
 from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAdapter,
                                                PlatformAnswer)
-from services.dispatcher.adapters.http import parse_answer
+from services.dispatcher.adapters.answers import parse_answer
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
 from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
 from services.dispatcher.outbound import Outbound, Record

@@ -1,30 +1,27 @@
-"""Shared plumbing of the HTTP adapters: one client per adapter, answers mapped to DeliveryError,
-the decision object (docs/platform-apis.md), OAuth2 client-credentials tokens and HMAC signatures.
+"""Shared plumbing of the HTTP adapters: one client per adapter, responses mapped to DeliveryError,
+OAuth2 client-credentials tokens and HMAC signatures (answers.py reads what platforms answer).
 Secrets (an adapter config's SecretStr fields) are blanked out of every error message."""
 
 import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, ClassVar
-from uuid import UUID
+from typing import Any, ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import SecretStr
 
-from services.dispatcher.adapters.base import (AdapterConfig, Decision, DeliveryError, InformationRequest,
-                                               InvalidCallback, PlatformAdapter, PlatformAnswer, Receipt)
-from shared.events import (AccountAction, Ground, NoActionReason, Platform, ReferralSubmitted, Visibility,
-                           describe_errors)
+from services.dispatcher.adapters.answers import (  # noqa: F401 - the adapters import them from here
+    InvalidAnswer, an_id, answer_from_status, callback_answer, callback_json, excerpt, lower_keys, parse_answer)
+from services.dispatcher.adapters.base import (AdapterConfig, DeliveryError, PlatformAdapter, Receipt)
+from shared.events import (Platform, ReferralSubmitted)
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
-EXCERPT_CHARS = 200
 TOKEN_MARGIN_S = 60.0  # a token is refreshed this long before it expires
 DEFAULT_TOKEN_TTL_S = 300.0  # when a token response gives no expires_in
 
@@ -45,15 +42,6 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float | Non
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def excerpt(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """The start of a body on one line, with any secret blanked out."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
-
-
 def error_for(response: httpx.Response, secrets: tuple[str, ...] = ()) -> DeliveryError | None:
     """The DeliveryError a non-2xx answer stands for; None for a 2xx."""
     status = response.status_code
@@ -65,12 +53,6 @@ def error_for(response: httpx.Response, secrets: tuple[str, ...] = ()) -> Delive
     if status in TRANSIENT_STATUS or status >= 500:
         return DeliveryError(reason, permanent=False, retry_after=retry_after_s(response.headers.get("retry-after")))
     return DeliveryError(reason, permanent=True)  # 3xx and other 4xx (401/403: bad credentials)
-
-
-def an_id(value: Any) -> str | None:
-    """value as a ticket id (a non-blank string or an integer), else None."""
-    ok = isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip()
-    return str(value) if ok else None
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
@@ -95,111 +77,6 @@ def receipt_from(response: httpx.Response, *path: str, secrets: tuple[str, ...] 
                             f"{excerpt(response.text, secrets)}", permanent=False)
     duplicate = body.get("duplicate") is True or (isinstance(holder, dict) and holder.get("duplicate") is True)
     return Receipt(ticket_id=ticket, duplicate=duplicate)
-
-
-# -- the decision object ---------------------------------------------------------------------------
-
-class InvalidAnswer(ValueError):
-    """A decision object or information request that does not follow the contract."""
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # unknown fields are ignored; enums are strict
-
-
-class DecisionObject(_Lenient):
-    """The decision object of docs/platform-apis.md."""
-
-    visibility: list[Visibility] = Field(default_factory=list)
-    account: AccountAction | None = None
-    ground: Ground | None = None
-    territorial_scope: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = Field(default_factory=list)
-    no_action_reason: NoActionReason | None = None
-    explanation: str | None = None
-    decided_at: datetime
-
-    @field_validator("visibility", "territorial_scope", mode="before")
-    @classmethod
-    def _lists(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return []  # null reads as none
-        if info.field_name == "territorial_scope" and isinstance(value, list):
-            return [v.strip().upper() if isinstance(v, str) else v for v in value]
-        return value
-
-
-class InformationRequestObject(_Lenient):
-    """What a platform sends in place of a decision when it needs to know more."""
-
-    question: str = Field(min_length=1)
-    requested_at: datetime
-
-
-def parse_answer(envelope: Mapping[str, Any], ticket_id: str, referral_id: UUID) -> PlatformAnswer:
-    """The Decision or InformationRequest an object carries under `decision` or `information_request`."""
-    decision, request = envelope.get("decision"), envelope.get("information_request")
-    if (decision is None) == (request is None):
-        raise InvalidAnswer("expected exactly one of 'decision' and 'information_request'")
-    try:
-        if request is not None:
-            asked = InformationRequestObject.model_validate(request)
-            return InformationRequest(ticket_id, referral_id, _utc(asked.requested_at), asked.question)
-        d = DecisionObject.model_validate(decision)
-    except ValidationError as exc:
-        raise InvalidAnswer(describe_errors(exc)) from None
-    return Decision(ticket_id=ticket_id, referral_id=referral_id, decided_at=_utc(d.decided_at),
-                    visibility=tuple(d.visibility), account=d.account, ground=d.ground,
-                    territorial_scope=tuple(d.territorial_scope), no_action_reason=d.no_action_reason,
-                    explanation=d.explanation)
-
-
-def answer_from_status(body: Mapping[str, Any], ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
-    """A polled ticket's answer: None while `status` is open, else its decision or information request."""
-    status, answered = body.get("status"), "decision" in body or "information_request" in body
-    if status in ("open", "received") or (status is None and not answered):
-        return None
-    if status not in (None, "decided", "information_requested"):
-        raise InvalidAnswer(f"unknown ticket status {excerpt(str(status))!r}")
-    return parse_answer(body, ticket_id, referral_id)
-
-
-# -- callbacks ---------------------------------------------------------------------------------------
-
-def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers with lower-case names, whatever mapping they came in."""
-    return {k.lower(): v for k, v in headers.items()}
-
-
-def callback_json(body: bytes) -> dict[str, Any]:
-    """A callback's JSON object; InvalidCallback when it is not one."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise InvalidCallback("callback body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidCallback("callback body is not a JSON object")
-    return data
-
-
-def callback_answer(item: Any, ticket_key: str, reference_key: str) -> PlatformAnswer:
-    """The answer one callback item carries (ticket and referral id under the given keys)."""
-    if not isinstance(item, dict):
-        raise InvalidCallback("callback item is not a JSON object")
-    ticket = an_id(item.get(ticket_key))
-    if ticket is None:
-        raise InvalidCallback(f"callback without {ticket_key!r}")
-    try:
-        referral_id = UUID(str(item.get(reference_key)))
-    except ValueError:
-        raise InvalidCallback(f"callback {reference_key!r} is not a referral id") from None
-    try:
-        return parse_answer(item, ticket, referral_id)
-    except InvalidAnswer as exc:
-        raise InvalidCallback(f"invalid decision object: {exc}") from None
 
 
 # -- signatures ----------------------------------------------------------------------------------------
