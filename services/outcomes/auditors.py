@@ -1,0 +1,255 @@
+"""Auditors' API: search, exports, reports, and the record of every query an auditor makes.
+
+Every route needs an X-Actor header naming who asks ("user:alice"); the query is recorded under
+it in outcomes.auditor_queries in the same transaction as the read, before the answer is sent.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.outcomes import exports, queries_log, reports, search
+from services.outcomes.reports import Article22Report, AttritionRow, GroupBy, Scope
+from services.outcomes.domain import Status
+from services.outcomes.search import FilterError, Filters
+from shared.events import Category, NoActionReason, Outcome, Platform
+
+router = APIRouter(prefix="/v1", tags=["auditors"])
+
+Actor = Annotated[str, Header(
+    alias="X-Actor", min_length=3, max_length=300, pattern=r"^[a-z][a-z0-9_-]*:\S.*$",
+    description="Who is asking, as kind:name (e.g. user:alice). The query is recorded under it.")]
+Limit = Annotated[int, Query(ge=1, le=500, description="Most items on one page.")]
+PageCursor = Annotated[str | None, Query(max_length=300, description="next_cursor of the previous page.")]
+
+
+class ReferralSummary(BaseModel):
+    referral_id: UUID
+    agency: str | None = None
+    platform: str | None = None
+    category: str | None = None
+    url: str | None = None
+    canonical_url: str | None = None
+    priority: str | None = None
+    case_reference: str | None = None
+    status: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    ticket_id: str | None = None
+    failure_reason: str | None = None
+    submitted_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    information_requested_at: datetime | None = None
+    decided_at: datetime | None = None
+    closed_at: datetime | None = None
+    last_event_at: datetime | None = None
+    first_recorded_at: datetime | None = None
+    overdue: bool | None = None
+    deadline: datetime | None = None
+    dispatches: int | None = None
+    reachable: bool | None = None
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralSummary]
+    next_cursor: str | None = Field(None, description="Pass as cursor to get the next page; null on the last.")
+
+
+class AttritionReport(BaseModel):
+    start: datetime | None = Field(None, description="Submitted on or after (UTC); null: since the beginning.")
+    end: datetime | None = Field(None, description="Submitted before (UTC); null: up to now.")
+    agency: str | None = None
+    platform: str | None = None
+    group_by: GroupBy
+    rows: list[AttritionRow]
+
+
+class AuditorQuery(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    route: str
+    params: dict[str, Any]
+    rows: int | None = Field(None, description="Rows returned; null for exports (recorded as they start).")
+
+
+class AuditorQueryPage(BaseModel):
+    items: list[AuditorQuery]
+    next_cursor: str | None = None
+
+
+def unprocessable(exc: FilterError) -> HTTPException:
+    """A 422 naming the query parameter, in FastAPI's own error shape."""
+    return HTTPException(422, [{"type": "value_error", "loc": ["query", exc.param], "msg": exc.message}])
+
+
+def referral_filters(
+    agency: Annotated[str | None, Query(max_length=200)] = None,
+    platform: Platform | None = None,
+    category: Category | None = None,
+    status: Status | None = None,
+    outcome: Outcome | None = None,
+    reason: Annotated[NoActionReason | None, Query(description="Reason of a rejection.")] = None,
+    submitted_from: Annotated[str | None, Query(description="ISO date or date-time, UTC; inclusive.")] = None,
+    submitted_to: Annotated[str | None, Query(description="ISO date or date-time, UTC; exclusive.")] = None,
+    decided_from: Annotated[str | None, Query(description="ISO date or date-time, UTC; inclusive.")] = None,
+    decided_to: Annotated[str | None, Query(description="ISO date or date-time, UTC; exclusive.")] = None,
+    url: Annotated[str | None, Query(max_length=2048, description="The canonical URL, exactly.")] = None,
+    url_prefix: Annotated[str | None, Query(max_length=2048, description="Start of the canonical URL.")] = None,
+    case_reference: Annotated[str | None, Query(max_length=200)] = None,
+) -> Filters:
+    """The search filters of a request; 422 naming a parameter that cannot be used."""
+    try:
+        return search.parse_filters(
+            agency=agency, platform=platform, category=category, status=status, outcome=outcome, reason=reason,
+            submitted_from=submitted_from, submitted_to=submitted_to, decided_from=decided_from,
+            decided_to=decided_to, url=url, url_prefix=url_prefix, case_reference=case_reference)
+    except FilterError as exc:
+        raise unprocessable(exc) from None
+
+
+def report_scope(
+    start: Annotated[str | None, Query(alias="from", description="ISO date or date-time, UTC; inclusive.")] = None,
+    end: Annotated[str | None, Query(alias="to", description="ISO date or date-time, UTC; exclusive.")] = None,
+    agency: Annotated[str | None, Query(max_length=200)] = None,
+    platform: Platform | None = None,
+) -> Scope:
+    """The referrals a report counts; 422 naming `from` or `to` if the period cannot be used."""
+    try:
+        scope = Scope(search.parse_instant("from", start), search.parse_instant("to", end), agency,
+                      platform.value if platform else None)
+        search.check_period(scope.start, scope.end, "to")
+    except FilterError as exc:
+        raise unprocessable(exc) from None
+    return scope
+
+
+Filtered = Annotated[Filters, Depends(referral_filters)]
+Scoped = Annotated[Scope, Depends(report_scope)]
+
+
+def decoded(decode: Callable[[str], Any], cursor: str | None) -> Any:
+    """The position a cursor stands for (None without one); 422 naming `cursor` if it is not ours."""
+    try:
+        return None if cursor is None else decode(cursor)
+    except FilterError as exc:
+        raise unprocessable(exc) from None
+
+
+async def record(session: AsyncSession, request: Request, actor: str, rows: int | None) -> None:
+    """Record this request as an auditor query; the caller commits."""
+    params = queries_log.query_params(request.query_params.multi_items())
+    await queries_log.record(session, actor, request.scope["route"].path, params, rows)
+
+
+@router.get("/referrals", response_model=ReferralPage)
+async def search_referrals(request: Request, actor: Actor, filters: Filtered, limit: Limit = 100,
+                           cursor: PageCursor = None) -> ReferralPage:
+    """Referrals matching every filter given, by submission time, a page at a time."""
+    position = decoded(search.decode_cursor, cursor)
+    async with request.app.state.sessions() as session:
+        rows, next_cursor = await search.search(session, filters, position, limit)
+        await record(session, request, actor, len(rows))
+        await session.commit()
+    return ReferralPage(items=[ReferralSummary(**row) for row in rows], next_cursor=next_cursor)
+
+
+def streamed(request: Request, chunks: Callable[[AsyncSession, Filters], AsyncIterator[str]], filters: Filters,
+             media_type: str, filename: str) -> StreamingResponse:
+    """A response streaming chunks from a session of its own, held only while it streams."""
+    sessions = request.app.state.sessions
+
+    async def body() -> AsyncIterator[str]:
+        async with sessions() as session:
+            async for chunk in chunks(session, filters):
+                yield chunk
+
+    return StreamingResponse(body(), media_type=media_type,
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/referrals/export.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "Header row, then one row a referral."}})
+async def export_csv(request: Request, actor: Actor, filters: Filtered) -> StreamingResponse:
+    """Every referral matching the filters, as CSV, streamed; the search's order, no page limit."""
+    async with request.app.state.sessions() as session:
+        await record(session, request, actor, None)
+        await session.commit()
+    return streamed(request, exports.csv_chunks, filters, "text/csv; charset=utf-8", "referrals.csv")
+
+
+@router.get("/referrals/export.ndjson", response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-ndjson": {}}, "description": "One referral a line."}})
+async def export_ndjson(request: Request, actor: Actor, filters: Filtered) -> StreamingResponse:
+    """Every referral matching the filters, transitions and anomalies included, as NDJSON, streamed."""
+    async with request.app.state.sessions() as session:
+        await record(session, request, actor, None)
+        await session.commit()
+    return streamed(request, exports.ndjson_chunks, filters, "application/x-ndjson", "referrals.ndjson")
+
+
+async def attrition_rows(request: Request, actor: Actor, scope: Scope, group_by: GroupBy) -> list[AttritionRow]:
+    async with request.app.state.sessions() as session:
+        rows = await reports.attrition(session, scope, group_by)
+        await record(session, request, actor, len(rows))
+        await session.commit()
+    return rows
+
+
+@router.get("/reports/attrition", response_model=AttritionReport)
+async def attrition(request: Request, actor: Actor, scope: Scoped, group_by: GroupBy = "platform") -> AttritionReport:
+    """Per platform (and month of submission): how many referred, removed, rejected and why, pending..."""
+    rows = await attrition_rows(request, actor, scope, group_by)
+    return AttritionReport(start=scope.start, end=scope.end, agency=scope.agency, platform=scope.platform,
+                           group_by=group_by, rows=rows)
+
+
+@router.get("/reports/attrition.csv", responses={200: {"content": {"text/csv": {}}}})
+async def attrition_csv(request: Request, actor: Actor, scope: Scoped, group_by: GroupBy = "platform") -> Response:
+    """The attrition report as CSV."""
+    rows = await attrition_rows(request, actor, scope, group_by)
+    return Response(reports.attrition_csv(rows), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="attrition.csv"'})
+
+
+async def article_22_report(request: Request, actor: Actor, scope: Scope) -> Article22Report:
+    async with request.app.state.sessions() as session:
+        report = await reports.article_22(session, scope)
+        await record(session, request, actor, len(report.rows))
+        await session.commit()
+    return report
+
+
+@router.get("/reports/dsa-article-22", response_model=Article22Report)
+async def dsa_article_22(request: Request, actor: Actor, scope: Scoped) -> Article22Report:
+    """DSA Art. 22(3): notices by provider, by type of alleged illegal content and by action taken."""
+    return await article_22_report(request, actor, scope)
+
+
+@router.get("/reports/dsa-article-22.csv", responses={200: {"content": {"text/csv": {}}}})
+async def dsa_article_22_csv(request: Request, actor: Actor, scope: Scoped) -> Response:
+    """The DSA Art. 22(3) counts as a flat CSV list, totals included."""
+    report = await article_22_report(request, actor, scope)
+    return Response(reports.article_22_csv(report), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="dsa-article-22.csv"'})
+
+
+@router.get("/auditor-queries", response_model=AuditorQueryPage)
+async def auditor_queries(request: Request, actor: Actor, limit: Limit = 100, cursor: PageCursor = None,
+                          by: Annotated[str | None, Query(alias="actor", max_length=300,
+                                                          description="Only this actor's queries.")] = None
+                          ) -> AuditorQueryPage:
+    """Recorded auditor queries, newest first, a page at a time (this one is recorded too)."""
+    before = decoded(queries_log.decode_cursor, cursor)
+    async with request.app.state.sessions() as session:
+        rows, next_cursor = await queries_log.newest_first(session, before, limit, by)
+        await record(session, request, actor, len(rows))
+        await session.commit()
+    return AuditorQueryPage(items=[AuditorQuery(**row) for row in rows], next_cursor=next_cursor)
