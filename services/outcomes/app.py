@@ -6,9 +6,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.outcomes import api, handlers
+from services.outcomes import api, auditors, handlers
 from services.outcomes.config import OutcomesSettings
 from services.outcomes.db import SCHEMA
+from services.outcomes.probe import HttpContentProbe
+from services.outcomes.scheduler import Scheduler
 from services.outcomes.service import OutcomesService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
@@ -24,20 +26,25 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
     sessions = db.make_sessions(engine)
     broker = make_broker(settings, "takedown-outcomes")
     handlers.register(broker, OutcomesService(sessions), consumer_options(settings, topics.GROUP_OUTCOMES))
+    probe = HttpContentProbe(settings.content_check_url, settings.content_check_timeout_s)
+    scheduler = Scheduler(sessions, broker, probe, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("outcomes"))
         await start_broker(broker)
+        scheduler.start()
         log.info("outcomes ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))
         yield
+        await scheduler.stop()
         await broker.stop()
         await engine.dispose()
 
     app = FastAPI(title="takedown outcomes", version="1", lifespan=lifespan)
     app.state.sessions = sessions
+    app.include_router(auditors.router)  # first: /v1/referrals/export.csv is not a referral id
     app.include_router(api.router)
     install_error_handlers(app, "database unavailable; retry")
     add_health(app, "outcomes", engine)

@@ -1,11 +1,89 @@
 """Outcomes' settings, from the environment."""
 
-from pydantic import Field
+from typing import Any
 
+from pydantic import BaseModel, Field, PositiveFloat, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.outcomes.deadlines import Policy
+from shared.events import Category, Platform
 from shared.settings import BaseServiceSettings
+
+DAY = 24.0
+
+
+class Deadlines(BaseModel):
+    """Hours a platform has to decide, per category (DEADLINES__TERRORISM=1, ...)."""
+
+    terrorism: PositiveFloat = Field(1.0, description="EU regulation 2021/784: removal orders within one hour.")
+    violent_extremism: PositiveFloat = DAY
+    people_smuggling: PositiveFloat = 3 * DAY
+    human_trafficking: PositiveFloat = 3 * DAY
+    illegal_goods: PositiveFloat = 7 * DAY
+    fraud: PositiveFloat = 7 * DAY
+    other: PositiveFloat = 14 * DAY
 
 
 class OutcomesSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      env_nested_delimiter="__")
+
     outcomes_host: str = "127.0.0.1"
     outcomes_port: int = 8003
     page_size_max: int = Field(500, ge=1, description="Most referrals one page of a search returns.")
+
+    deadlines: Deadlines = Field(default_factory=Deadlines)
+    deadline_overrides: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Hours per category/platform, e.g. DEADLINE_OVERRIDES__TERRORISM/FACEBOOK=0.5, "
+                    "DEADLINE_OVERRIDES__TERRORISM__FACEBOOK=0.5 or DEADLINE_OVERRIDES='{\"terrorism/facebook\": 0.5}'.")
+    expire_after_factor: float = Field(4.0, ge=1, description="A referral expires after this many times its allowed time.")
+    stays_down_checks_s: list[PositiveFloat] = Field(
+        default_factory=lambda: [DAY * 3600, 7 * DAY * 3600],
+        description="Seconds after a removal or restriction at which its URL is checked again, e.g. '[86400, 604800]'.")
+    content_check_url: str = Field(
+        "{url}", description="What a stays-down check GETs; {url} is the canonical URL (percent-encoded unless "
+                             "the template starts with it). Sandbox: http://127.0.0.1:8090/content?url={url}")
+    content_check_timeout_s: float = Field(10.0, gt=0)
+    content_check_concurrency: int = Field(8, ge=1, description="Most stays-down checks under way at once.")
+    scheduler_enabled: bool = Field(
+        True, description="Run the deadline and stays-down scheduler in this instance (several may: ids are stable).")
+    scheduler_tick_s: float = Field(5.0, gt=0, description="How often deadlines and stays-down checks are looked at.")
+    scheduler_batch: int = Field(500, ge=1, description="Referrals read at a time by the scheduler.")
+
+    @field_validator("deadline_overrides", mode="before")
+    @classmethod
+    def _flatten_overrides(cls, value: Any) -> Any:
+        # DEADLINE_OVERRIDES__TERRORISM__FACEBOOK arrives nested: {"terrorism": {"facebook": "0.5"}}.
+        if not isinstance(value, dict):
+            return value
+        flat: dict[str, Any] = {}
+        for key, hours in value.items():
+            if isinstance(hours, dict):
+                flat.update({f"{key}/{platform}": h for platform, h in hours.items()})
+            else:
+                flat[key] = hours
+        return flat
+
+    @field_validator("deadline_overrides")
+    @classmethod
+    def _known_pairs(cls, value: dict[str, float]) -> dict[str, float]:
+        normalised = {}
+        for key, hours in value.items():
+            category, _, platform = key.strip().lower().partition("/")
+            if category not in Category.__members__ or platform not in Platform.__members__:
+                raise ValueError(f"{key!r} is not category/platform (e.g. terrorism/facebook)")
+            normalised[f"{category}/{platform}"] = hours
+        return normalised
+
+    @field_validator("stays_down_checks_s")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError("stays-down checks must be in increasing order")
+        return value
+
+    def deadline_policy(self) -> Policy:
+        overrides = {tuple(key.split("/")): hours for key, hours in self.deadline_overrides.items()}
+        return Policy(hours=self.deadlines.model_dump(), overrides=overrides,
+                      expire_after_factor=self.expire_after_factor)

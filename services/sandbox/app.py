@@ -11,7 +11,7 @@ import logging
 import httpx
 from fastapi import FastAPI
 
-from services.sandbox import admin, domain
+from services.sandbox import admin, content, domain
 from services.sandbox.callbacks import CALLBACK_TIMEOUT_S, Decider
 from services.sandbox.config import SandboxSettings
 from services.sandbox.dialects import meta, tiktok, webhook, x, youtube
@@ -35,8 +35,10 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     personas = effective_personas(settings)
     notifiers = {meta.DIALECT: meta.notifier(settings), x.DIALECT: x.notifier(settings),
                  webhook.DIALECT: webhook.notifier(settings)}
-    sandbox = Sandbox(settings=settings, personas=personas, store=Store(), tokens=Tokens(settings.sandbox_token_ttl_s),
-                      traffic=Traffic(personas), decider=Decider(personas, settings.sandbox_seed, notifiers))
+    store = Store()
+    sandbox = Sandbox(settings=settings, personas=personas, store=store, tokens=Tokens(settings.sandbox_token_ttl_s),
+                      traffic=Traffic(personas),
+                      decider=Decider(personas, settings.sandbox_seed, notifiers, store.removed_urls))
 
     mailbox = Mailbox()
 
@@ -63,6 +65,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     for dialect in (meta, youtube, x, tiktok, webhook):
         app.include_router(dialect.router)
     app.include_router(admin.router)
+    app.include_router(content.router)
 
     @app.get("/mailbox", tags=["operations"])
     async def mailbox_stats() -> dict:

@@ -16,7 +16,7 @@ import httpx
 
 from services.sandbox import domain
 from services.sandbox.personas import Persona
-from services.sandbox.state import Ticket
+from services.sandbox.state import TAKES_DOWN, Ticket
 from shared.events import Platform
 from shared.reliability import backoff
 
@@ -56,20 +56,28 @@ def decide(ticket: Ticket, outcome: str, now: datetime | None = None) -> None:
 class Decider:
     """Decides each new ticket after its persona's delay and delivers what its dialect calls back."""
 
-    def __init__(self, personas: Mapping[Platform, Persona], seed: str, notifiers: Mapping[str, Notifier]):
+    def __init__(self, personas: Mapping[Platform, Persona], seed: str, notifiers: Mapping[str, Notifier],
+                 removed_urls: set[str] | None = None):
         self.personas, self.seed, self.notifiers = personas, seed, notifiers
+        self.removed_urls = removed_urls if removed_urls is not None else set()
         self.client: httpx.AsyncClient | None = None
         self.tasks: set[asyncio.Task] = set()
 
     def outcome_of(self, ticket: Ticket) -> str:
         return domain.choose_outcome(self.personas[ticket.platform].decisions, self.seed, ticket.reference)
 
+    def decide(self, ticket: Ticket, outcome: str) -> None:
+        """decide(), and a decision taking the content down takes its URL down (GET /content: 410)."""
+        decide(ticket, outcome)
+        if ticket.status == "decided" and outcome in TAKES_DOWN:
+            self.removed_urls.add(ticket.url)
+
     def open(self, ticket: Ticket) -> None:
         """Start ticket's course; with a delay of 0 its first step is taken before this returns."""
         delay = self.personas[ticket.platform].decision_delay_s
         decided_now = delay == 0
         if decided_now:
-            decide(ticket, self.outcome_of(ticket))
+            self.decide(ticket, self.outcome_of(ticket))
             if ticket.status == "open":  # never answers: nothing more will happen
                 return
         task = asyncio.create_task(self._follow(ticket, delay, decided_now), name=f"decide-{ticket.ticket_id}")
@@ -80,14 +88,14 @@ class Decider:
         try:
             if not decided_now:
                 await asyncio.sleep(delay)
-                decide(ticket, self.outcome_of(ticket))
+                self.decide(ticket, self.outcome_of(ticket))
             log.info("ticket %s: %s", ticket.ticket_id, ticket.outcome)
             if ticket.status == "open":
                 return  # the platform never answers
             await self._notify(ticket)
             if ticket.status == "information_requested":
                 await asyncio.sleep(delay)
-                decide(ticket, domain.AFTER_INFORMATION)
+                self.decide(ticket, domain.AFTER_INFORMATION)
                 log.info("ticket %s: decided %s after the information request", ticket.ticket_id, ticket.outcome)
                 await self._notify(ticket)
         except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC

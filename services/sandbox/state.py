@@ -13,6 +13,7 @@ from shared.events import Platform
 
 TicketStatus = Literal["open", "information_requested", "decided"]
 COUNTED = ("requests", "throttled", "errors", "unavailable")
+TAKES_DOWN = frozenset({"removed", "restricted", "account_suspended"})  # outcomes after which content is gone
 
 
 class Ticket(BaseModel):
@@ -56,6 +57,7 @@ class Store:
         self.tickets: dict[str, Ticket] = {}
         self.by_key: dict[tuple[Platform, str], str] = {}
         self.counters: dict[str, Counter[Platform]] = {name: Counter() for name in ("duplicates", *COUNTED)}
+        self.removed_urls: set[str] = set()  # reported URLs a decision took down (GET /content answers 410)
 
     def receive(self, key: str, *, dialect: str, platform: Platform, reference: str, url: str,
                 callback_url: str | None, now: datetime) -> tuple[Ticket, bool]:
@@ -104,6 +106,7 @@ class Store:
     def reset(self) -> None:
         self.tickets.clear()
         self.by_key.clear()
+        self.removed_urls.clear()
         for counter in self.counters.values():
             counter.clear()
 

@@ -1,0 +1,145 @@
+"""The scheduler: every tick, publish the deadlines missed and the stays-down checks made.
+
+Each tick reads candidates in batches (referrals waiting for the platform; removals and
+restrictions with checks still to make), works out what is due with the pure functions of
+deadlines.py and staysdown.py, and publishes the events to REFERRALS_LIFECYCLE, which outcomes
+itself consumes and records like any other. The events' ids are derived from what they record,
+so a restart or a second instance publishing the same event again changes nothing: outcomes
+records an event id once. A failing tick is logged and retried with backoff.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.outcomes.audit import audit_events
+from services.outcomes.config import OutcomesSettings
+from services.outcomes.db import referrals
+from services.outcomes.deadlines import WAITING, due
+from services.outcomes.probe import ContentProbe, ProbeFailed
+from services.outcomes.staysdown import (CHECK_EVENTS, CHECKED_OUTCOMES, CHECKED_STATUS, check_event, check_id,
+                                         due_check)
+from shared import topics
+from shared.events import Event
+from shared.kafka import publish_event
+from shared.reliability import backoff
+
+log = logging.getLogger(__name__)
+REMEMBERED = 100_000  # ids of events this instance published, not published again while remembered
+r = referrals.c
+
+
+class Scheduler:
+    def __init__(self, sessions: async_sessionmaker, broker: KafkaBroker, probe: ContentProbe,
+                 settings: OutcomesSettings):
+        self.sessions, self.broker, self.probe = sessions, broker, probe
+        self.policy, self.offsets = settings.deadline_policy(), list(settings.stays_down_checks_s)
+        self.tick_s, self.batch = settings.scheduler_tick_s, settings.scheduler_batch
+        self.concurrency, self.enabled = settings.content_check_concurrency, settings.scheduler_enabled
+        self.published: dict[UUID, None] = {}
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if not self.enabled:
+            log.info("scheduler off (SCHEDULER_ENABLED=false): no deadlines or stays-down checks from this instance")
+            return
+        self.task = asyncio.create_task(self.run_forever(), name="outcomes-scheduler")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+        await self.probe.close()
+
+    async def run_forever(self) -> None:
+        """Tick until cancelled; a failing tick is logged and retried with backoff."""
+        failures = 0
+        while True:
+            try:
+                await self.tick()
+                failures = 0
+            except Exception:  # noqa: BLE001 - the scheduler must outlive any one bad tick
+                failures += 1
+                log.exception("scheduler tick failed (%s in a row)", failures)
+                await asyncio.sleep(backoff(failures, base=self.tick_s, cap=60.0))
+                continue
+            await asyncio.sleep(self.tick_s)
+
+    async def tick(self) -> int:
+        """Publish what is due now; how many events were published."""
+        now = datetime.now(UTC)
+        return await self.deadlines(now) + await self.stays_down(now)
+
+    async def deadlines(self, now: datetime) -> int:
+        # No deadline comes sooner than the shortest allowed time after submission.
+        query = select(r.referral_id, r.status, r.category, r.platform, r.submitted_at, r.overdue, r.transitions) \
+            .where(r.status.in_([s.value for s in WAITING]), r.submitted_at <= now - self.policy.shortest())
+        published = 0
+        async for rows in self._batches(query):
+            for row in rows:
+                for event in due(row, self.policy, now):
+                    published += await self._publish(event)
+        return published
+
+    async def stays_down(self, now: datetime) -> int:
+        if not self.offsets:
+            return 0
+        done = select(func.count()).where(audit_events.c.referral_id == r.referral_id,
+                                          audit_events.c.event_type.in_(CHECK_EVENTS),
+                                          audit_events.c.occurred_at >= r.decided_at).scalar_subquery()
+        query = select(r.referral_id, r.status, r.outcome, r.decided_at, r.canonical_url, done.label("done")) \
+            .where(r.status == CHECKED_STATUS, r.outcome.in_(CHECKED_OUTCOMES),
+                   r.decided_at <= now - timedelta(seconds=self.offsets[0]), done < len(self.offsets))
+        published = 0
+        limit = asyncio.Semaphore(self.concurrency)
+        async for rows in self._batches(query):
+            checks = [(row, n) for row in rows if (n := due_check(row, self.offsets, row["done"], now)) is not None
+                      and check_id(row["referral_id"], row["decided_at"], n) not in self.published]
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._check(row, n, limit)) for row, n in checks]
+            published += sum(t.result() for t in tasks)
+        return published
+
+    async def _check(self, row: dict[str, Any], number: int, limit: asyncio.Semaphore) -> int:
+        url = row["canonical_url"]
+        async with limit:
+            try:
+                reachable = await self.probe.reachable(url)
+            except ProbeFailed as exc:
+                log.warning("referral %s: stays-down check %s of %s failed, again next tick: %s",
+                            row["referral_id"], number, url, exc)
+                return 0
+        return await self._publish(check_event(row["referral_id"], url, row["decided_at"], number, reachable,
+                                               datetime.now(UTC)))
+
+    async def _publish(self, event: Event) -> int:
+        if event.id in self.published:
+            return 0
+        await publish_event(self.broker, topics.REFERRALS_LIFECYCLE, event)
+        log.info("referral %s: published %s %s", event.referral_id, event.type, event.id)
+        self.published[event.id] = None
+        if len(self.published) > REMEMBERED:
+            del self.published[next(iter(self.published))]
+        return 1
+
+    async def _batches(self, query: Select) -> AsyncIterator[list[dict[str, Any]]]:
+        """The query's rows, a batch at a time, in referral id order; each batch in its own session."""
+        after = None
+        while True:
+            stmt = query if after is None else query.where(r.referral_id > after)
+            async with self.sessions() as session:
+                result = await session.execute(stmt.order_by(r.referral_id).limit(self.batch))
+                rows = [dict(row) for row in result.mappings()]
+            if rows:
+                yield rows
+            if len(rows) < self.batch:
+                return
+            after = rows[-1]["referral_id"]

@@ -1,0 +1,109 @@
+"""Stays-down checks: which check of removed content is due, the events recording them, the check URL."""
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from services.outcomes.config import OutcomesSettings
+from services.outcomes.domain import project
+from services.outcomes.probe import check_url
+from services.outcomes.staysdown import check_event, due_check
+from shared.events import (Category, Event, Outcome, Platform, ReferralDispatched, ReferralSubmitted,
+                           TakedownDecided, Visibility)
+
+RID = uuid4()
+URL = "https://facebook.com/groups/123?post=9"
+DECIDED = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+DAY, WEEK = 86_400.0, 7 * 86_400.0
+OFFSETS = OutcomesSettings().stays_down_checks_s  # the documented defaults
+
+
+def decided(outcome: str = "removed", status: str = "decided") -> dict:
+    return {"referral_id": RID, "status": status, "outcome": outcome, "decided_at": DECIDED, "canonical_url": URL}
+
+
+def later(seconds: float) -> datetime:
+    return DECIDED + timedelta(seconds=seconds)
+
+
+def test_by_default_removed_content_is_checked_a_day_and_a_week_after_the_decision():
+    assert OFFSETS == [DAY, WEEK]
+
+
+def test_no_check_is_due_before_the_first_offset_and_the_first_is_due_from_then():
+    assert due_check(decided(), OFFSETS, 0, later(DAY - 1)) is None
+    assert due_check(decided(), OFFSETS, 0, later(DAY)) == 1
+
+
+def test_the_second_check_is_due_once_the_first_is_recorded_and_the_second_offset_has_passed():
+    assert due_check(decided(), OFFSETS, 1, later(2 * DAY)) is None
+    assert due_check(decided(), OFFSETS, 1, later(WEEK)) == 2
+
+
+def test_no_check_is_due_once_every_configured_check_is_recorded():
+    assert due_check(decided(), OFFSETS, 2, later(100 * WEEK)) is None
+
+
+def test_checks_missed_while_the_service_was_down_are_made_late_one_at_a_time():
+    assert due_check(decided(), OFFSETS, 0, later(2 * WEEK)) == 1
+    assert due_check(decided(), OFFSETS, 1, later(2 * WEEK)) == 2
+
+
+def test_restricted_content_is_checked_too():
+    assert due_check(decided("restricted"), OFFSETS, 0, later(DAY)) == 1
+
+
+@pytest.mark.parametrize("state", [decided("rejected"), decided(status="reopened"), decided(status="closed"),
+                                   {**decided(), "canonical_url": None}, {**decided(), "decided_at": None}],
+                         ids=["rejected", "reopened", "closed", "no canonical URL", "no decision time"])
+def test_nothing_is_checked_unless_the_referral_is_decided_removed_or_restricted(state):
+    assert due_check(state, OFFSETS, 0, later(WEEK)) is None
+
+
+def test_a_check_has_the_same_event_id_whoever_makes_it_and_whatever_it_finds():
+    first = check_event(RID, URL, DECIDED, 1, False, later(DAY))
+    again = check_event(RID, URL, DECIDED, 1, True, later(DAY + 60))
+    assert first.id == again.id
+    assert check_event(RID, URL, DECIDED, 2, False, later(WEEK)).id != first.id
+    assert check_event(RID, URL, later(3 * WEEK), 1, False, later(4 * WEEK)).id != first.id
+
+
+def test_content_found_gone_is_recorded_as_still_down_and_content_found_up_as_reappeared():
+    down = check_event(RID, URL, DECIDED, 1, False, later(DAY))
+    up = check_event(RID, URL, DECIDED, 2, True, later(WEEK))
+    assert (down.type, up.type) == ("content.still_down", "content.reappeared")
+    assert (up.data.url, up.data.checked_at, up.time) == (URL, later(WEEK), later(WEEK))
+    assert (up.actor, up.source) == ("service:outcomes", "/takedown/outcomes")
+
+
+def test_a_reappearance_reopens_the_referral_and_marks_its_content_reachable():
+    data = ReferralSubmitted(referral_id=RID, agency="NCA", url=URL, canonical_url=URL, platform=Platform.facebook,
+                             category=Category.fraud, submitted_at=DECIDED - timedelta(hours=2))
+    events = [
+        Event(source="/t", actor="agency:NCA", time=DECIDED - timedelta(hours=2), data=data),
+        Event(source="/t", actor="service:dispatcher", time=DECIDED - timedelta(hours=1),
+              data=ReferralDispatched(referral_id=RID, platform=Platform.facebook, adapter="meta", ticket_id="FB-1")),
+        Event(source="/t", actor="platform:facebook", time=DECIDED,
+              data=TakedownDecided(referral_id=RID, platform=Platform.facebook, ticket_id="FB-1",
+                                   outcome=Outcome.removed, decision_visibility=[Visibility.content_removed])),
+        check_event(RID, URL, DECIDED, 1, False, later(DAY)),
+    ]
+    still_down = project(events)
+    reopened = project([*events, check_event(RID, URL, DECIDED, 2, True, later(WEEK))])
+    assert (still_down["status"], still_down["reachable"]) == ("decided", False)
+    assert (reopened["status"], reopened["reachable"]) == ("reopened", True)
+    assert due_check(reopened, OFFSETS, 2, later(WEEK)) is None
+
+
+def test_checks_must_be_configured_in_increasing_order():
+    assert OutcomesSettings(stays_down_checks_s=[0.5, 1.0]).stays_down_checks_s == [0.5, 1.0]
+    with pytest.raises(ValidationError):
+        OutcomesSettings(stays_down_checks_s=[1.0, 0.5])
+
+
+def test_the_check_url_is_the_url_itself_by_default_and_percent_encoded_into_a_template():
+    assert check_url("{url}", URL) == URL
+    assert check_url("http://127.0.0.1:8090/content?url={url}", URL) == \
+        "http://127.0.0.1:8090/content?url=https%3A%2F%2Ffacebook.com%2Fgroups%2F123%3Fpost%3D9"
