@@ -27,5 +27,8 @@ lint: install
 test-unit: install
 	$(BIN)/pytest tests/unit
 
+bench: install
+	PYTHONPATH=. $(BIN)/python bench/outcomes_ingest.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

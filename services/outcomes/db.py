@@ -1,9 +1,8 @@
 """Outcomes' tables and the queries on them: the audit trail and each referral's state."""
 
-from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, and_, func, or_, select)
+from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, func, select)
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,14 +30,17 @@ referrals = Table(
     Column("first_recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 STATE_COLUMNS = (*TEXT_COLUMNS, *TIME_COLUMNS, "overdue", "dispatches", "reachable", "transitions", "anomalies")
+_insert = insert(referrals)
+UPSERT_STATE = _insert.on_conflict_do_update(index_elements=["referral_id"],
+                                             set_={c: _insert.excluded[c] for c in STATE_COLUMNS})
 
 
-async def save_state(session: AsyncSession, referral_id: UUID, state: dict) -> None:
-    """Write a referral's projected state, creating its row the first time."""
-    values = {c: state.get(c) for c in STATE_COLUMNS}
-    stmt = insert(referrals).values(referral_id=referral_id, **values)
-    await session.execute(stmt.on_conflict_do_update(index_elements=["referral_id"],
-                                                     set_={c: stmt.excluded[c] for c in STATE_COLUMNS}))
+async def save_states(session: AsyncSession, states: dict[UUID, dict]) -> None:
+    """Write referrals' projected states in one statement, creating rows the first time."""
+    if not states:
+        return
+    rows = [{"referral_id": rid, **{c: state.get(c) for c in STATE_COLUMNS}} for rid, state in states.items()]
+    await session.execute(UPSERT_STATE, rows)  # one cached statement, rows sent as its parameters
 
 
 async def history_events(session: AsyncSession, referral_ids: list[UUID]) -> dict[UUID, list[Event]]:
@@ -62,17 +64,3 @@ async def history(session: AsyncSession, referral_id: UUID) -> list[dict]:
 async def get_referral(session: AsyncSession, referral_id: UUID) -> dict | None:
     row = (await session.execute(select(referrals).where(referrals.c.referral_id == referral_id))).mappings().first()
     return dict(row) if row else None
-
-
-async def search(session: AsyncSession, filters: dict[str, str], after: tuple[datetime, UUID] | None,
-                 limit: int) -> list[dict]:
-    """Referrals matching every filter, oldest first, keyset-paginated after a cursor."""
-    stmt = select(referrals)
-    for column, value in filters.items():
-        stmt = stmt.where(referrals.c[column] == value)
-    if after is not None:
-        at, rid = after
-        stmt = stmt.where(or_(referrals.c.first_recorded_at > at,
-                              and_(referrals.c.first_recorded_at == at, referrals.c.referral_id > rid)))
-    stmt = stmt.order_by(referrals.c.first_recorded_at, referrals.c.referral_id).limit(limit)
-    return [dict(r) for r in (await session.execute(stmt)).mappings()]

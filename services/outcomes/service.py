@@ -26,8 +26,7 @@ class OutcomesService:
             touched = list(dict.fromkeys(e.referral_id for e in new))
             if touched:
                 histories = await db.history_events(session, touched)
-                for referral_id in touched:
-                    await db.save_state(session, referral_id, project(histories[referral_id]))
+                await db.save_states(session, {rid: project(histories[rid]) for rid in touched})
         if len(new) < len(events):
             log.debug("%s of %s events were recorded before and skipped", len(events) - len(new), len(events))
         return new

@@ -84,8 +84,10 @@ async def audit_rows(database_url: str, event_id: UUID | None = None) -> int:
 
 @pytest.fixture
 async def outcomes(settings_env):
-    async with serving(create_app(OutcomesSettings(**settings_env))) as url:
-        async with httpx.AsyncClient(base_url=url) as client:
+    """Outcomes without its scheduler: these tests' events are dated long past any deadline, and
+    deadlines and stays-down checks have tests of their own (test_deadlines_and_checks.py)."""
+    async with serving(create_app(OutcomesSettings(**settings_env, scheduler_enabled=False))) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
             yield client
 
 
@@ -287,13 +289,13 @@ async def test_the_audit_trail_survives_a_restart_and_the_new_instance_appends_t
                                                                                       database_url):
     rid = uuid4()
     events = [submitted(rid), dispatched(rid), decided(rid)]
-    async with serving(create_app(OutcomesSettings(**settings_env))) as url:
-        async with httpx.AsyncClient(base_url=url) as client:
+    async with serving(create_app(OutcomesSettings(**settings_env, scheduler_enabled=False))) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
             await publish(kafka, *events[:2])
             before = await referral_when(client, rid, history_of(2), "two events recorded")
 
-    async with serving(create_app(OutcomesSettings(**settings_env))) as url:
-        async with httpx.AsyncClient(base_url=url) as client:
+    async with serving(create_app(OutcomesSettings(**settings_env, scheduler_enabled=False))) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
             restarted = (await client.get(f"/v1/referrals/{rid}")).json()
             await publish(kafka, events[2])
             after = await referral_when(client, rid, history_of(3), "the decision recorded after the restart")
@@ -304,3 +306,20 @@ async def test_the_audit_trail_survives_a_restart_and_the_new_instance_appends_t
     assert [h["event_id"] for h in after["history"]] == [str(e.id) for e in events]
     for event in events:
         assert await audit_rows(database_url, event.id) == 1
+
+
+async def test_the_outcomes_app_serves_exports_and_reports_and_asks_every_auditor_who_they_are(outcomes, kafka):
+    rid = uuid4()
+    await publish(kafka, submitted(rid), dispatched(rid), decided(rid))
+    await referral_when(outcomes, rid, history_of(3), "three events recorded")
+
+    export = await outcomes.get("/v1/referrals/export.csv")
+    report = await outcomes.get("/v1/reports/attrition", params={"from": "2020-01-01", "to": "2030-01-01"})
+    anonymous = await outcomes.get(f"/v1/referrals/{rid}", headers={"X-Actor": ""})
+    asked = await outcomes.get("/v1/auditor-queries")
+
+    assert export.status_code == 200 and str(rid) in export.text
+    assert report.status_code == 200
+    assert anonymous.status_code == 422
+    assert any(q["route"] == "/v1/referrals/{referral_id}" and q["actor"] == "user:auditor"
+               for q in asked.json()["items"])
