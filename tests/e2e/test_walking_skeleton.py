@@ -92,7 +92,7 @@ async def history_of(client: httpx.AsyncClient, outcomes: str, referral_id: str)
 
 
 async def test_referrals_over_http_and_kafka_are_decided_with_their_history_kept_across_a_restart(stack):
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers={"X-Actor": "user:auditor"}) as client:
         response = await client.post(f"{stack.url('intake')}/v1/referrals", json={
             "agency": "NCA", "url": "https://www.facebook.com/groups/crossings?fbclid=1",
             "category": "people_smuggling", "case_reference": "OP-2020-1"})
@@ -119,7 +119,7 @@ async def test_referrals_over_http_and_kafka_are_decided_with_their_history_kept
     assert stack.stop() == [], "processes left behind after SIGTERM"
 
     stack.start()
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers={"X-Actor": "user:auditor"}) as client:
         after = (await client.get(f"{stack.url('outcomes')}/v1/referrals/{http_id}")).json()
     assert [h["event_id"] for h in after["history"]] == [h["event_id"] for h in referral["history"]]
     assert stack.stop() == []
