@@ -10,6 +10,7 @@ from typing import ClassVar
 import pytest
 
 from services.dispatcher.adapters import xarf
+from services.dispatcher.adapters.base import DecisionMode
 from services.dispatcher.adapters.email import EmailAdapter
 from services.dispatcher.adapters.telegram import TelegramAdapter
 from services.sandbox.mailbox import Mailbox
@@ -54,6 +55,14 @@ class MailboxContract(AdapterContract):
                  if (xarf.attached_report(m.message) or {}).get("Report", {}).get("ReferralId")
                  == str(referral.referral_id)]
         return len({m.message_id for m in about})
+
+
+    async def test_decisions_are_recorded_by_an_operator_not_called_back_or_polled(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        receipt = await adapter.submit(referral)
+
+        assert adapter.decisions is DecisionMode.manual and receipt.answer is None
+        assert await self.answer_for(peer, adapter, receipt, referral) is None
 
 
 class TestTheEmailAdapter(MailboxContract):

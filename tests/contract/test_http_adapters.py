@@ -21,7 +21,7 @@ from services.dispatcher.adapters.youtube import YouTubeAdapter
 from services.sandbox.app import create_app
 from services.sandbox.config import SandboxSettings
 from shared.events import AccountAction, Ground, NoActionReason, Platform, ReferralSubmitted, Visibility
-from tests.contract.contract import AdapterContract
+from tests.contract.contract import AdapterContract, AnswersComeBack, SignedCallbacks
 from tests.support import eventually, serving
 
 
@@ -114,31 +114,31 @@ class SandboxContract(AdapterContract):
         assert 25 <= failed.value.retry_after <= 30
 
 
-class TestMetaAdapter(SandboxContract):
+class TestMetaAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
     platform = Platform.instagram
     adapter_class = MetaAdapter
     bad_credentials = {"client_secret": "not-the-secret"}
 
 
-class TestYouTubeAdapter(SandboxContract):
+class TestYouTubeAdapter(SandboxContract, AnswersComeBack):
     platform = Platform.youtube
     adapter_class = YouTubeAdapter
     bad_credentials = {"api_key": "not-the-key"}
 
 
-class TestXAdapter(SandboxContract):
+class TestXAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
     platform = Platform.x
     adapter_class = XAdapter
     bad_credentials = {"client_id": "not-the-client"}
 
 
-class TestTikTokAdapter(SandboxContract):
+class TestTikTokAdapter(SandboxContract, AnswersComeBack):
     platform = Platform.tiktok
     adapter_class = TikTokAdapter
     bad_credentials = {"api_key": "not-the-key"}
 
 
-class TestWebhookAdapter(SandboxContract):
+class TestWebhookAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
     platform = Platform.other
     adapter_class = WebhookAdapter
     bad_credentials = {"secret": "not-the-secret"}
