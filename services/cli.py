@@ -8,6 +8,7 @@ import typer
 from services.audit_cli import audit_app
 from services.dlq import dlq_app
 from services.ops import lag
+from services.seed import seed
 from shared.serving import configure_logging, serve
 
 app = typer.Typer(help="takedown: carries takedown referrals to platforms and back, with an audit trail.",
@@ -63,6 +64,7 @@ def run(
 app.add_typer(dlq_app, name="dlq", help="List dead letters, and replay them to where they came from.")
 app.add_typer(audit_app, name="audit", help="Verify the audit trail's hash chain, and take checkpoints of it.")
 app.command()(lag)
+app.command()(seed)
 
 
 def main() -> None:

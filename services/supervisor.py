@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.embedded import EmbeddedKafka, EmbeddedPostgres, die_with_parent, wait_until
+from shared.embedded import URL_FILE, EmbeddedKafka, EmbeddedPostgres, die_with_parent, wait_until
 
 log = logging.getLogger("takedown.run")
 SERVICES = {  # name: (host variable, port variable, default port), in start order
@@ -80,6 +80,7 @@ class Supervisor:
         if not self.env.get("DATABASE_URL"):
             self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
             self.env["DATABASE_URL"] = self.postgres.start()
+            (self.data_dir / URL_FILE).write_text(self.env["DATABASE_URL"] + "\n")  # for takedown audit
             log.info("Postgres: embedded, data in %s, URL %s", self.postgres.data_dir, self.env["DATABASE_URL"])
 
     def _spawn(self, name: str) -> None:

@@ -17,6 +17,13 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DATABASE = "takedown"
+URL_FILE = "database.url"  # where `takedown run` notes its embedded database's URL for the CLI
+
+
+def noted_database_url(data_dir: Path = Path(".takedown")) -> str | None:
+    """The embedded database `takedown run` started in data_dir, if it noted one."""
+    noted = data_dir / URL_FILE
+    return noted.read_text().strip() if noted.is_file() else None
 
 
 def die_with_parent() -> None:
