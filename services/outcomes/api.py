@@ -25,31 +25,9 @@ class HistoryEntry(BaseModel):
     data: dict[str, Any]
 
 
-class ReferralState(BaseModel):
-    referral_id: UUID
-    status: str | None = None
-    agency: str | None = None
-    platform: str | None = None
-    category: str | None = None
-    url: str | None = None
-    canonical_url: str | None = None
-    priority: str | None = None
-    case_reference: str | None = None
-    ticket_id: str | None = None
-    outcome: str | None = None
-    reason: str | None = None
-    failure_reason: str | None = None
-    submitted_at: datetime | None = None
-    dispatched_at: datetime | None = None
-    acknowledged_at: datetime | None = None
-    information_requested_at: datetime | None = None
-    decided_at: datetime | None = None
-    closed_at: datetime | None = None
-    last_event_at: datetime | None = None
-    overdue: bool = False
-    deadline: datetime | None = None
-    dispatches: int = 0
-    reachable: bool | None = None
+class ReferralState(auditors.ReferralSummary):
+    """A referral's state as a search returns it, plus its transitions and anomalies."""
+
     transitions: list[dict[str, Any]] = Field(default_factory=list)
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
 
