@@ -47,7 +47,8 @@ async def publish(bootstrap: str, count: int) -> None:
 async def measure(count: int, bootstrap: str, url: str) -> dict:
     await publish(bootstrap, count)
     settings = OutcomesSettings(kafka_bootstrap_servers=bootstrap, database_url=url, topic_partitions=6,
-                                kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=500)
+                                kafka_session_timeout_ms=2000, kafka_heartbeat_interval_ms=500,
+                                scheduler_enabled=False)
     engine = create_async_engine(url)
     started = time.perf_counter()
     async with serving(create_app(settings)):

@@ -70,6 +70,7 @@ class Supervisor:
         # The sandbox stands in for the platforms here: answer quickly, and take e-mail reports.
         self.env.setdefault("POLL_INTERVAL_S", "2")
         self.env.setdefault("SANDBOX_SMTP_PORT", "8025")
+        self.env.setdefault("CONTENT_CHECK_URL", self.url("sandbox") + "/content?url={url}")
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
             self.kafka = EmbeddedKafka(port=self.kafka_port, log_file=self.data_dir / "logs" / "tansu.log")
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka.start()

@@ -107,3 +107,11 @@ def test_the_check_url_is_the_url_itself_by_default_and_percent_encoded_into_a_t
     assert check_url("{url}", URL) == URL
     assert check_url("http://127.0.0.1:8090/content?url={url}", URL) == \
         "http://127.0.0.1:8090/content?url=https%3A%2F%2Ffacebook.com%2Fgroups%2F123%3Fpost%3D9"
+
+
+def test_checks_and_the_check_url_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STAYS_DOWN_CHECKS_S", "[0.5, 1.0, 3]")
+    monkeypatch.setenv("CONTENT_CHECK_URL", "http://127.0.0.1:8090/content?url={url}")
+    settings = OutcomesSettings()
+    assert settings.stays_down_checks_s == [0.5, 1.0, 3.0]
+    assert check_url(settings.content_check_url, "https://x.com/a") == "http://127.0.0.1:8090/content?url=https%3A%2F%2Fx.com%2Fa"
