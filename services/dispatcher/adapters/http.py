@@ -12,13 +12,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
+from uuid import UUID
 
 import httpx
 from pydantic import SecretStr
 
 from services.dispatcher.adapters.answers import (  # noqa: F401 - the adapters import them from here
     InvalidAnswer, an_id, answer_from_status, callback_answer, callback_json, excerpt, lower_keys, parse_answer)
-from services.dispatcher.adapters.base import (AdapterConfig, DeliveryError, PlatformAdapter, Receipt)
+from services.dispatcher.adapters.base import (AdapterConfig, DeliveryError, PlatformAdapter, PlatformAnswer,
+                                               Receipt)
 from shared.events import (Platform, ReferralSubmitted)
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
@@ -147,6 +150,16 @@ class HttpAdapter(PlatformAdapter):
         if error := error_for(response, self.secrets()):
             raise error
         return response
+
+    async def poll_ticket(self, path: str, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
+        """GET a ticket's status: its decision or information request, None while it is open.
+
+        An answer that cannot be read is a permanent DeliveryError: the ticket stays open."""
+        response = await self.send("GET", f"{path}/{quote(ticket_id, safe='')}")
+        try:
+            return answer_from_status(json_object(response), ticket_id, referral_id)
+        except InvalidAnswer as exc:
+            raise DeliveryError(f"{self.slug} ticket {ticket_id}: {exc}", permanent=True) from None
 
     async def close(self) -> None:
         """Close the adapter's connections."""

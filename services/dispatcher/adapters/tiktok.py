@@ -1,13 +1,11 @@
 """TikTok: an API key; decided in the response when immediate, else polled."""
 
 import logging
-from urllib.parse import quote
 from uuid import UUID
 
 from pydantic import Field, SecretStr
 
-from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, DeliveryError,
-                                               PlatformAnswer, Receipt)
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, PlatformAnswer, Receipt)
 from services.dispatcher.adapters.http import (HttpAdapter, InvalidAnswer, answer_from_status, idempotency,
                                                json_object, receipt_from)
 from shared.events import Platform, ReferralSubmitted
@@ -55,8 +53,4 @@ class TikTokAdapter(HttpAdapter):
 
     async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
         """The report's decision or information request; None while it is open."""
-        response = await self.send("GET", f"/tiktok/v1/reports/{quote(ticket_id, safe='')}")
-        try:
-            return answer_from_status(json_object(response), ticket_id, referral_id)
-        except InvalidAnswer as exc:
-            raise DeliveryError(f"tiktok report {ticket_id}: {exc}", permanent=True) from None
+        return await self.poll_ticket("/tiktok/v1/reports", ticket_id, referral_id)

@@ -1,15 +1,13 @@
 """YouTube: an API key; decisions are polled."""
 
 import logging
-from urllib.parse import quote
 from uuid import UUID
 
 from pydantic import Field, SecretStr
 
-from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, DeliveryError,
-                                               PlatformAnswer, Receipt)
-from services.dispatcher.adapters.http import (HttpAdapter, InvalidAnswer, answer_from_status, idempotency,
-                                               json_object, receipt_from)
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, PlatformAnswer, Receipt)
+from services.dispatcher.adapters.http import (HttpAdapter, idempotency,
+                                               receipt_from)
 from shared.events import Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
@@ -53,8 +51,4 @@ class YouTubeAdapter(HttpAdapter):
 
     async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
         """The flag's decision or information request; None while it is open."""
-        response = await self.send("GET", f"/youtube/v1/flags/{quote(ticket_id, safe='')}")
-        try:
-            return answer_from_status(json_object(response), ticket_id, referral_id)
-        except InvalidAnswer as exc:
-            raise DeliveryError(f"youtube flag {ticket_id}: {exc}", permanent=True) from None
+        return await self.poll_ticket("/youtube/v1/flags", ticket_id, referral_id)
