@@ -1,7 +1,8 @@
-"""`takedown run`: the whole stack on one machine, stopped cleanly by Ctrl-C or SIGTERM.
+"""The whole stack on one machine: `takedown run`, and the Stack the fault suite and benchmarks drive.
 
 Starts the embedded broker and database unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are
-set, then each service as a child process, restarting any that dies.
+set, then each service as a child process; `takedown run` restarts any that dies and stops
+cleanly on Ctrl-C or SIGTERM.
 """
 
 import logging
@@ -25,47 +26,35 @@ SERVICES = {  # name: (host variable, port variable, default port), in start ord
 }
 
 
+class Stack:
+    """The whole system on this machine: the broker, the database and each service a child process.
 
-class Supervisor:
-    def __init__(self, data_dir: Path, kafka_port: int = 9092):
+    Apart from the supervising loop, so the fault suite and the benchmarks can start it, kill or
+    freeze one part of it, and start that part again. env is every child's environment (this
+    process's by default); without KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL in it, the embedded
+    servers are started.
+    """
+
+    def __init__(self, data_dir: Path, kafka_port: int = 9092, env: dict[str, str] | None = None):
         self.data_dir, self.kafka_port = data_dir.resolve(), kafka_port
-        self.env = dict(os.environ)
+        self.env = dict(os.environ if env is None else env)
         self.children: dict[str, subprocess.Popen] = {}
         self.kafka: EmbeddedKafka | None = None
         self.postgres: EmbeddedPostgres | None = None
-        self.stopping = False
 
     def url(self, name: str) -> str:
         host_var, port_var, port = SERVICES[name]
         return f"http://{self.env.get(host_var, '127.0.0.1')}:{self.env.get(port_var, port)}"
 
-    def run(self) -> int:
-        """Start everything, supervise until a signal, stop everything; the exit code."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        try:
-            self._start_infrastructure()
-            for name in SERVICES:
-                self._spawn(name)
-            for name in SERVICES:
-                wait_until(lambda n=name: self.stopping or self._healthy(n), 90, f"{name} to be healthy")
-            log.info("takedown is up: intake %s, outcomes %s, dispatcher %s, sandbox %s (Ctrl-C stops)",
-                     *(self.url(n) for n in ("intake", "outcomes", "dispatcher", "sandbox")))
-            while not self.stopping:
-                self._restart_dead()
-                time.sleep(0.5)
-            return 0
-        except Exception:
-            log.exception("takedown run failed")
-            return 1
-        finally:
-            self._stop_all()
+    def start(self, names=tuple(SERVICES), timeout: float = 90) -> None:
+        """The infrastructure, then each named service; return once all are healthy."""
+        self.start_infrastructure()
+        for name in names:
+            self.spawn(name)
+        for name in names:
+            wait_until(lambda n=name: self.healthy(n), timeout, f"{name} to be healthy")
 
-    def _on_signal(self, signum, frame) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        self.stopping = True
-
-    def _start_infrastructure(self) -> None:
+    def start_infrastructure(self) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
         # The sandbox stands in for the platforms here: answer quickly, and take e-mail reports.
         self.env.setdefault("POLL_INTERVAL_S", "2")
@@ -84,16 +73,24 @@ class Supervisor:
             (self.data_dir / URL_FILE).write_text(self.env["DATABASE_URL"] + "\n")  # for takedown audit
             log.info("Postgres: embedded, data in %s, URL %s", self.postgres.data_dir, self.env["DATABASE_URL"])
 
-    def _spawn(self, name: str) -> None:
-        logfile = open(self.data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name], env=self.env,
+    def spawn(self, name: str, instance: str | None = None, **extra_env: str) -> subprocess.Popen:
+        """Start one service (again), with extra_env laid over the stack's environment.
+
+        instance names a further member of the same service (its own port in extra_env),
+        e.g. a second outcomes consumer joining its group; by default the instance is name.
+        """
+        instance = instance or name
+        logfile = open(self.data_dir / "logs" / f"{instance}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.children[instance] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name], env={**self.env, **extra_env},
             stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
-        log.info("started %s (pid %s) on %s, log %s", name, self.children[name].pid, self.url(name),
-                 self.data_dir / "logs" / f"{name}.log")
+        log.info("started %s (pid %s), log %s", instance, self.children[instance].pid,
+                 self.data_dir / "logs" / f"{instance}.log")
+        return self.children[instance]
 
-    def _healthy(self, name: str) -> bool:
+    def healthy(self, name: str) -> bool:
+        """Whether the service answers /health; raises if it has exited."""
         if self.children[name].poll() is not None:
             raise RuntimeError(f"{name} exited with {self.children[name].returncode}; see its log")
         try:
@@ -101,14 +98,38 @@ class Supervisor:
         except httpx.HTTPError:
             return False
 
-    def _restart_dead(self) -> None:
-        for name, child in self.children.items():
-            if child.poll() is not None and not self.stopping:
-                log.error("%s exited with %s; restarting it", name, child.returncode)
-                time.sleep(1)
-                self._spawn(name)
+    def kill(self, name: str) -> None:
+        """SIGKILL one service and reap it: no cleanup, no flush, no offset commit."""
+        child = self.children[name]
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
-    def _stop_all(self) -> None:
+    def pause_broker(self) -> None:
+        """Freeze the embedded broker (SIGSTOP): connections stay open and nothing answers."""
+        os.kill(self._broker().pid, signal.SIGSTOP)
+
+    def resume_broker(self) -> None:
+        os.kill(self._broker().pid, signal.SIGCONT)
+
+    def stop_database(self) -> None:
+        """Stop the embedded Postgres (its data stays); start_database() brings it back."""
+        if self.postgres is None:
+            raise RuntimeError("the database is external: stop it yourself")
+        self.postgres.stop()
+
+    def start_database(self) -> None:
+        if self.postgres is None:
+            raise RuntimeError("the database is external: start it yourself")
+        self.postgres.start()
+
+    def _broker(self) -> subprocess.Popen:
+        if self.kafka is None or self.kafka.process is None:
+            raise RuntimeError("the broker is external: freeze it yourself")
+        return self.kafka.process
+
+    def stop_all(self) -> None:
+        """Stop every service (SIGTERM, then SIGKILL after 15 s), then the embedded servers."""
         for child in self.children.values():
             if child.poll() is None:
                 child.terminate()
@@ -120,7 +141,50 @@ class Supervisor:
                 child.kill()
                 child.wait()
         if self.kafka:
+            if self.kafka.process is not None:
+                self.kafka.process.send_signal(signal.SIGCONT)  # a frozen broker cannot stop
             self.kafka.stop()
         if self.postgres:
             self.postgres.stop()
         log.info("stopped; nothing left running")
+
+
+class Supervisor(Stack):
+    """`takedown run`: the stack, with any service that dies started again, until a signal."""
+
+    def __init__(self, data_dir: Path, kafka_port: int = 9092):
+        super().__init__(data_dir, kafka_port)
+        self.stopping = False
+
+    def run(self) -> int:
+        """Start everything, supervise until a signal, stop everything; the exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self.start_infrastructure()
+            for name in SERVICES:
+                self.spawn(name)
+            for name in SERVICES:
+                wait_until(lambda n=name: self.stopping or self.healthy(n), 90, f"{name} to be healthy")
+            log.info("takedown is up: intake %s, outcomes %s, dispatcher %s, sandbox %s (Ctrl-C stops)",
+                     *(self.url(n) for n in ("intake", "outcomes", "dispatcher", "sandbox")))
+            while not self.stopping:
+                self._restart_dead()
+                time.sleep(0.5)
+            return 0
+        except Exception:
+            log.exception("takedown run failed")
+            return 1
+        finally:
+            self.stop_all()
+
+    def _on_signal(self, signum, frame) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def _restart_dead(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None and not self.stopping:
+                log.error("%s exited with %s; restarting it", name, child.returncode)
+                time.sleep(1)
+                self.spawn(name)

@@ -15,6 +15,7 @@ from services.dispatcher.service import DispatchService
 from shared import topics
 from shared.events import (Event, InvalidEvent, ReferralAppealed, ReferralEscalated, ReferralSubmitted, from_kafka,
                            to_kafka)
+from shared.faults import crash_point
 from shared.kafka import dead_letter, record_position
 from shared.reliability import Poison, process_or_dead_letter
 
@@ -84,6 +85,7 @@ def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str,
     @broker.subscriber(topics.lane(platform), **{**options, "group_id": group}, batch=True,
                        description=f"Reports to deliver to {platform}.")
     async def deliver(msg: KafkaMessage) -> None:
+        crash_point("dispatcher.lane_batch")  # the batches before this one delivered and committed
         records = [as_record(raw, headers) for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True)]
         await asyncio.gather(*(_deliver_one(service, r) for r in records))
 

@@ -16,6 +16,7 @@ from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatfo
 from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
 from services.dispatcher.outbound import Outbound, Record
 from shared.events import Platform, ReferralSubmitted
+from shared.faults import crash_point
 from shared.topics import REFERRALS_DISPATCH, TAKEDOWN_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,13 @@ class DispatchService:
         rid, platform, slug = referral.referral_id, referral.platform, lane.adapter.slug
         match result:
             case Delivered(receipt):
+                crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
                 await self._opened(lane.adapter, platform, receipt.ticket_id, rid, receipt.answer is None)
                 await self.outbound.event(REFERRALS_DISPATCH, domain.dispatched(
                     rid, platform, slug, receipt.ticket_id, record.attempt, referral.dispatch))
                 if receipt.answer is not None:
                     await self.record_answers(platform, [receipt.answer])
+                crash_point("dispatcher.published")  # published; the lane's offset not yet committed
             case RetryLater(reason, not_before):
                 await self.outbound.to_retry(platform.value, record, not_before, reason)
             case GaveUp(reason, permanent):

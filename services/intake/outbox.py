@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.intake import db
+from shared.faults import crash_point
 from shared.reliability import backoff
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class OutboxRelay:
                 for r in rows
             ]
             await asyncio.gather(*pending)
+            crash_point("outbox.after_publish")  # on Kafka; the rows not yet deleted
             await db.delete_sent(session, [r.id for r in rows])
         return len(rows)
 

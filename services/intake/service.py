@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.intake import db
 from services.intake.domain import Submission, to_referral
 from shared.events import Event, actor
+from shared.faults import crash_point
 
 SOURCE = "/takedown/intake"
 
@@ -30,6 +31,8 @@ class IntakeService:
         ]
         async with self.sessions() as session, session.begin():
             accepted = await db.accept(session, events)
+            crash_point("intake.before_commit")
+        crash_point("intake.after_commit")  # stored; not yet answered, nor its Kafka offset committed
         self.on_commit()
         return accepted
 

@@ -11,6 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 from services.outcomes.service import OutcomesService
 from shared import topics
 from shared.events import Event, InvalidEvent, from_kafka
+from shared.faults import crash_point
 from shared.kafka import dead_letter_record
 from shared.reliability import Poison, process_or_dead_letter, until_done
 
@@ -32,6 +33,7 @@ def register(broker: KafkaBroker, service: OutcomesService, options: dict, batch
     @broker.subscriber(*LIFECYCLE, **options, batch=True, max_records=batch_size,
                        description="Referral lifecycle events to record.")
     async def on_lifecycle(msg: KafkaMessage) -> None:
+        crash_point("outcomes.batch_received")  # the batches before this one recorded and committed
         events: list[tuple[Event, object, dict]] = []
         for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True):
             try:

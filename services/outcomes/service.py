@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.outcomes import audit, db
 from services.outcomes.domain import project
 from shared.events import Event
+from shared.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class OutcomesService:
             if touched:
                 histories = await db.history_events(session, touched)
                 await db.save_states(session, {rid: project(histories[rid]) for rid in touched})
+            crash_point("outcomes.before_commit")
+        crash_point("outcomes.after_commit")  # in the trail; the batch's offsets not yet committed
         if len(new) < len(events):
             log.debug("%s of %s events were recorded before and skipped", len(events) - len(new), len(events))
         return new

@@ -29,6 +29,21 @@ async def stats(request: Request) -> Stats:
     return sandbox_of(request).stats()
 
 
+class TicketSummary(BaseModel):
+    ticket_id: str
+    platform: str
+    reference: str = Field(description="The referral id the report carried.")
+    status: str
+
+
+@router.get("/admin/tickets", response_model=list[TicketSummary])
+async def tickets(request: Request) -> list[TicketSummary]:
+    """Every ticket the platforms opened, one per distinct report (replays open none): what the
+    fault suite compares with what was referred."""
+    return [TicketSummary(ticket_id=t.ticket_id, platform=t.platform.value, reference=t.reference, status=t.status)
+            for t in sandbox_of(request).store.tickets.values()]
+
+
 @router.post("/reset", status_code=status.HTTP_204_NO_CONTENT)
 async def reset(request: Request) -> None:
     """Test helper: forget all tickets and counters, cancel pending decisions, end admin outages."""
