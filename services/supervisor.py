@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from shared.embedded import URL_FILE, EmbeddedKafka, EmbeddedPostgres, die_with_parent, wait_until
 
@@ -117,6 +118,17 @@ class Stack:
         if self.postgres is None:
             raise RuntimeError("the database is external: stop it yourself")
         self.postgres.stop()
+
+    def crash_database(self) -> None:
+        """SIGKILL the embedded Postgres and all its backends, as a power cut would; the next
+        start_database() recovers from its write-ahead log."""
+        if self.postgres is None or self.postgres.pid is None:
+            raise RuntimeError("the database is external: crash it yourself")
+        postmaster = psutil.Process(self.postgres.pid)
+        for process in [*postmaster.children(recursive=True), postmaster]:
+            process.kill()
+        psutil.wait_procs([postmaster], timeout=10)
+        self.postgres.stop()  # only forgets the server: it is no longer running
 
     def start_database(self) -> None:
         if self.postgres is None:
