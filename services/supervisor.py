@@ -5,6 +5,7 @@ set, then each service as a child process; `takedown run` restarts any that dies
 cleanly on Ctrl-C or SIGTERM.
 """
 
+import contextlib
 import logging
 import os
 import signal
@@ -125,9 +126,11 @@ class Stack:
         if self.postgres is None or self.postgres.pid is None:
             raise RuntimeError("the database is external: crash it yourself")
         postmaster = psutil.Process(self.postgres.pid)
-        for process in [*postmaster.children(recursive=True), postmaster]:
-            process.kill()
-        psutil.wait_procs([postmaster], timeout=10)
+        processes = [postmaster, *postmaster.children(recursive=True)]
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend may have gone already
+                process.kill()
+        psutil.wait_procs(processes, timeout=10)
         self.postgres.stop()  # only forgets the server: it is no longer running
 
     def start_database(self) -> None:

@@ -31,10 +31,18 @@ class Poison(Exception):
     """A record that can never be processed (bad JSON, wrong schema): dead-letter it at once."""
 
 
+# SQLSTATEs that mean the database is unreachable, starting, stopping or contended, not that the
+# statement is wrong: class 08 (connection), 57P01-03 (shut down, crashed, starting up, as after
+# a restart), 53300 (too many connections), 40001 / 40P01 (serialization failure, deadlock).
+TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors that mean 'try again later', not 'this record is bad'."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or ""
+        if exc.connection_invalidated or state.startswith("08") or state in TRANSIENT_SQLSTATES:
+            return True
     return isinstance(exc, TRANSIENT)
 
 
