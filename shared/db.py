@@ -4,18 +4,44 @@ import asyncio
 import logging
 from pathlib import Path
 
+import asyncpg.exceptions
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import pool, text
+from sqlalchemy import event, pool, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    """An asyncpg engine that checks connections before use, so a Postgres restart heals."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+def make_engine(url: str, pool_size: int = 10, command_timeout_s: float = 60) -> AsyncEngine:
+    """An asyncpg engine that checks connections before use, so a Postgres restart heals.
+
+    No statement waits longer than command_timeout_s for an answer (asyncpg then raises a
+    TimeoutError, an outage to retry), and a connection asyncpg left in a broken protocol state
+    is thrown away rather than handed out again (discard_broken_connections).
+    """
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                                 connect_args={"command_timeout": command_timeout_s})
+    event.listen(engine.sync_engine, "handle_error", discard_broken_connections)
+    return engine
+
+
+def discard_broken_connections(context) -> None:
+    """Treat asyncpg's InternalClientError ("cannot switch to state 12; another operation (2) is in
+    progress") as a disconnect, so the pool invalidates that connection.
+
+    After Postgres was killed mid-transaction, some pooled connections came back in that state:
+    SQLAlchemy returned them to the pool (sqlalchemy#13241, unreleased in 2.1.9), the next
+    statement on one never got an answer, and the dispatcher's lanes stopped. Found by the fault
+    suite (tests/faults/test_crashes.py).
+    """
+    error = context.original_exception
+    while error is not None:
+        if isinstance(error, asyncpg.exceptions.InternalClientError):
+            context.is_disconnect = True
+            return
+        error = error.__cause__
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     InterfaceError,
     KafkaConnectionError,
     KafkaTimeoutError,
+    PoolTimeout,  # every pooled connection busy: the database is slow or was restarting
 )
 
 
