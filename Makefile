@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint bench clean
+.PHONY: install run test test-unit lint bench soak clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit("takedown needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -22,13 +22,25 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check shared services tests
+	$(BIN)/ruff check shared services tests bench
 
 test-unit: install
 	$(BIN)/pytest tests/unit
 
+# Benchmarks, not tests: each starts what it measures, prints its figures next to the targets and
+# writes bench/results/<name>.json; bench.report renders them into docs/benchmarks.md. Durations
+# are environment variables: BENCH_SECONDS=10 make bench to try it (see bench/*.py).
 bench: install
-	PYTHONPATH=. $(BIN)/python bench/outcomes_ingest.py
+	PYTHONPATH=. $(BIN)/python -m bench.e2e
+	PYTHONPATH=. $(BIN)/python -m bench.latency
+	PYTHONPATH=. $(BIN)/python -m bench.ingest
+	PYTHONPATH=. $(BIN)/python -m bench.memory
+	PYTHONPATH=. $(BIN)/python -m bench.report
+
+# 10 minutes at 1,000 referrals/s (SOAK_SECONDS=60 to try it).
+soak: install
+	PYTHONPATH=. $(BIN)/python -m bench.soak
+	PYTHONPATH=. $(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

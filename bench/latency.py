@@ -1,0 +1,112 @@
+"""Latency at a steady BENCH_LATENCY_RATE (500 referrals/s): p50, p95, p99 from submission to
+dispatched and to recorded, for BENCH_SECONDS (60) after BENCH_WARMUP_S (10).
+
+Half the referrals go over the batch API and half onto referrals.inbound, a few every 10 ms on
+each path. What each figure measures (one clock: everything runs on this machine):
+- submitted: the agency's clock just before the batch is POSTed / the record handed to the producer;
+- dispatched: the referral.dispatched event's time (the dispatcher takes it once the platform has
+  answered the report with a ticket and the ticket is stored, just before publishing the event);
+- recorded: recorded_at of the platform's decision (takedown.decided) in outcomes.audit_events, the
+  start of the transaction that wrote it (Postgres now()).
+The sandbox decides at once (SANDBOX_DECISION_DELAY_S=0), so no decision delay is in any figure;
+what remains is how the decision travels back: in the answer (tiktok), by signed callback
+(facebook, x), or at the next poll (youtube, every POLL_INTERVAL_S=1 s): reported apart.
+"""
+
+import asyncio
+import time
+import uuid
+
+from bench.common import Run, Target, env_float, percentiles
+from bench.load import Agency
+from bench.procs import Monitor
+from bench.stack import running_stack, settings
+from bench.trail import Trail
+
+TARGET_P99_MS = 100
+MODES = {"tiktok": "decision in the answer", "facebook": "decision by callback", "x": "decision by callback",
+         "youtube": "decision polled"}
+
+
+def ms(values: list[float]) -> dict:
+    return {k: (round(v * 1000, 1) if isinstance(v, float) else v) for k, v in percentiles(values).items()}
+
+
+def latencies(rows, sent_at: dict[str, float], start: float, end: float) -> dict:
+    """Percentiles (ms) of each span, over the referrals sent between start and end."""
+    spans: dict[str, list[float]] = {}
+
+    def add(name: str, value: float | None) -> None:
+        if value is not None:
+            spans.setdefault(name, []).append(value)
+
+    missing = {"dispatched": 0, "decided": 0}
+    for row in rows:
+        sent = sent_at.get(row["key"])
+        if sent is None or not start <= sent < end:
+            continue
+        add("accepted_in_the_trail", row["submitted_recorded"] - sent)
+        if row["dispatched_at"] is None:
+            missing["dispatched"] += 1
+        else:
+            add("to_dispatched", row["dispatched_at"] - sent)
+            add(f"to_dispatched_via_{row['via']}", row["dispatched_at"] - sent)
+            add("intake_to_dispatched", row["dispatched_at"] - row["submitted_at"])
+        if row["decided_recorded"] is None:
+            missing["decided"] += 1
+        else:
+            add("to_recorded", row["decided_recorded"] - sent)
+            add(f"to_recorded: {MODES[row['platform']]}", row["decided_recorded"] - sent)
+    return {"spans_ms": {name: ms(values) for name, values in sorted(spans.items())}, "missing": missing}
+
+
+async def wait_for_decisions(trail: Trail, agency: Agency, expected: int, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await trail.timings(agency.case_reference)
+        if sum(r["decided_recorded"] is not None for r in rows) >= expected or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(1)
+
+
+async def measure(stack) -> dict:
+    rate, warmup, seconds = env_float("BENCH_LATENCY_RATE", 500), env_float("BENCH_WARMUP_S", 10), env_float(
+        "BENCH_SECONDS", 60)
+    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8], keep_times=True,
+                    http_in_flight=32)
+    trail = await Trail.open(stack.env["DATABASE_URL"])
+    with Monitor(stack) as monitor:
+        async with agency:
+            began = time.time()
+            offered = await agency.refer({"http": rate / 2, "kafka": rate / 2}, warmup + seconds,
+                                         ticks={"http": 0.01, "kafka": 0.01})
+        start, end = began + warmup, began + warmup + seconds
+        rows = await wait_for_decisions(trail, agency, len(agency.sent_at), timeout=60)
+        memory = monitor.memory()
+    await trail.close()
+    in_window = [t for t in agency.sent_at.values() if start <= t < end]
+    acks = {p: ms([s for at, s in c.acks if start <= at < end]) for p, c in agency.paths.items()}
+    return {"rate": rate, "generator_per_s_in_window": round(len(in_window) / seconds, 1),
+            "referrals_in_window": len(in_window), "acknowledgement_ms": acks, "offered": offered,
+            **latencies(rows, agency.sent_at, start, end), "cpu_cores": monitor.cpu(start, end), "memory": memory}
+
+
+def main() -> None:
+    run = Run("latency")
+    with running_stack(int(env_float("BENCH_LATENCY_PARTITIONS", 3))) as stack:
+        used = settings(stack)
+        result = asyncio.run(measure(stack))
+    spans = result["spans_ms"]
+    print(f"latency at {result['rate']:.0f}/s (generator achieved {result['generator_per_s_in_window']}/s), ms:")
+    for name, p in spans.items():
+        print(f"  {name:<44} p50 {p['p50']:>8} p95 {p['p95']:>8} p99 {p['p99']:>8} (n={p['count']})")
+    print(f"  acknowledgement (HTTP 202 / broker ack), ms: {result['acknowledgement_ms']}")
+    print(f"  missing after the wait: {result['missing']}; CPU cores: {result['cpu_cores']}")
+    targets = [Target(f"p99 submission to dispatched at {result['rate']:.0f}/s, ms",
+                      spans.get("to_dispatched", {}).get("p99"), "ms", TARGET_P99_MS, "at_most")]
+    run.finish({"settings": {**used, "rate_per_s": result["rate"], "warmup_s": env_float("BENCH_WARMUP_S", 10),
+                             "seconds": env_float("BENCH_SECONDS", 60), "every_s": 0.01}, **result}, targets)
+
+
+if __name__ == "__main__":
+    main()

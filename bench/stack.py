@@ -1,0 +1,72 @@
+"""The whole stack for a benchmark: the project's Stack, on free ports and servers of its own, with
+the platforms (the sandbox) out of the way: no rate limits, no decision delay, every report removed.
+
+The environment is the fault suite's (tests/faults/harness.py: stack_env) with these overrides;
+everything set is recorded with the figures (settings()).
+"""
+
+import contextlib
+import json
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from services.supervisor import SERVICES, Stack
+from shared.embedded import free_port
+from tests.faults.harness import stack_env
+
+SLUGS = ("meta", "x", "tiktok", "youtube", "webhook")
+# Our side of each platform: limits far above any rate reached here, many reports in flight.
+ADAPTERS = {slug: {"rate_limit": {"per_second": 100_000, "burst": 100_000}, "max_in_flight": 256}
+            for slug in SLUGS}
+# The platforms' side: answer in 1-3 ms, never throttle, decide at once (SANDBOX_DECISION_DELAY_S=0).
+PERSONAS = {"default": {"latency_ms": {"mean": 2, "jitter": 1}, "rate_limit": None, "error_rate": 0,
+                        "decision_delay_s": 0, "decisions": {"removed": 1}}}
+# Settings recorded with the figures (ports and paths are not).
+SHOWN = ("TOPIC_PARTITIONS", "SANDBOX_POLICY", "SANDBOX_DECISION_DELAY_S", "POLL_INTERVAL_S", "POLL_TICK_S",
+         "LANE_BATCH", "LOG_LEVEL", "SCHEDULER_ENABLED", "KAFKA_SESSION_TIMEOUT_MS", "KAFKA_HEARTBEAT_INTERVAL_MS",
+         "DELIVERY_BACKOFF_BASE_S")
+
+
+def bench_env(tmp: Path, partitions: int, **overrides: str) -> dict[str, str]:
+    """The stack's environment: the fault suite's fast settings, the bench's platforms, quiet logs."""
+    adapters, personas = tmp / "bench-adapters.json", tmp / "bench-personas.json"  # JSON is YAML
+    adapters.write_text(json.dumps(ADAPTERS))
+    personas.write_text(json.dumps(PERSONAS))
+    return stack_env(tmp, **{
+        "ADAPTERS_FILE": str(adapters), "SANDBOX_PERSONAS": str(personas), "SANDBOX_POLICY": "removed=1",
+        "SANDBOX_DECISION_DELAY_S": "0", "TOPIC_PARTITIONS": str(partitions), "LOG_LEVEL": "WARNING",
+        **overrides})
+
+
+def settings(stack: Stack) -> dict:
+    """What the stack ran with, for the result file."""
+    shown = {key: stack.env[key] for key in SHOWN if key in stack.env}
+    shown.setdefault("LANE_BATCH", "64 (default)")
+    return {"env": shown, "adapters": ADAPTERS["meta"], "sandbox_personas": PERSONAS["default"],
+            "kafka": "embedded Tansu (memory storage)", "postgres": "embedded PostgreSQL 18 (unix socket)"}
+
+
+@contextlib.contextmanager
+def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), **overrides: str) -> Iterator[Stack]:
+    """The stack started (infrastructure, then names) and healthy; everything stopped on the way out,
+    whatever ends the run (an error, Ctrl-C, SIGTERM)."""
+    stop_on_signals()
+    with tempfile.TemporaryDirectory(prefix="takedown-bench-") as tmp:
+        stack = Stack(Path(tmp) / "stack", kafka_port=free_port(), env=bench_env(Path(tmp), partitions, **overrides))
+        try:
+            if names:
+                stack.start(names)
+            else:
+                stack.start_infrastructure()
+            yield stack
+        finally:
+            stack.stop_all()
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end a benchmark through every finally that stops what it started (SIGINT
+    too when it was ignored, as in a shell's background job)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
