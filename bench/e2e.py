@@ -16,6 +16,7 @@ import uuid
 from bench import profile
 from bench.common import Run, Target, env_float, env_int, env_ints
 from bench.load import Agency
+from bench.probe import RoundTrips
 from bench.procs import Monitor
 from bench.stack import running_stack, settings
 from bench.trail import DECIDED, DISPATCHED, SUBMITTED, Trail
@@ -63,8 +64,9 @@ async def measure(stack, partitions: int) -> dict:
             series.append({**progress.snapshot(), **{f"sent_{p}": c.sent for p, c in agency.paths.items()}})
             await asyncio.sleep(0.5)
 
+    probe = RoundTrips(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"])
     with Monitor(stack) as monitor:
-        async with agency:
+        async with agency, probe:
             watcher = asyncio.create_task(watch())
             load = asyncio.create_task(agency.refer({"http": rate / 2, "kafka": rate / 2}, warmup + seconds + profile_s,
                                                     ticks={"http": 0.1, "kafka": 0.01}, most=1000, gate=gate))
@@ -99,7 +101,8 @@ async def measure(stack, partitions: int) -> dict:
         "decided_per_s_every_5s": rates_between(series, first["at"], last["at"]),
         "backlog_at_end": {p: last[f"sent_{p}"] - last[f"decided_{p}"] for p in ("http", "kafka")},
         "consumer_lag": {"window_start": lag_before, "window_end": lag_after},
-        "offered": offered, "cpu_cores": monitor.cpu(first["at"], last["at"]), "memory": memory,
+        "round_trips": probe.summary(first["at"], last["at"]), "offered": offered,
+        "cpu_cores": monitor.cpu(first["at"], last["at"]), "memory": memory,
         "profiles": profiles,
     }
 
@@ -113,10 +116,13 @@ def main() -> None:
             used = settings(stack)
             result = asyncio.run(measure(stack, partitions))
         runs.append(result)
+        by_path = result["by_path_decided_per_s"]
         print(f"e2e, {partitions} partitions: {result['decided_per_s']:,.0f} referrals/s decided and recorded "
-              f"(http {result['by_path_decided_per_s']['http']:,.0f}, kafka {result['by_path_decided_per_s']['kafka']:,.0f}); "
+              f"(http {by_path['http']:,.0f}, kafka {by_path['kafka']:,.0f}); "
               f"stages {result['stages_recorded_per_s']}; every 5 s {result['decided_per_s_every_5s']}")
         print(f"  CPU cores used: {result['cpu_cores']}")
+        print(f"  round trips under load (p50 ms): "
+              f"{ {k: v['p50'] for k, v in result['round_trips'].items()} }")
         print(f"  consumer lag at the window's end (where the backlog waits): {result['consumer_lag']['window_end']}")
     best = max(runs, key=lambda r: r["decided_per_s"])
     targets = [Target(f"end-to-end referrals/s ({best['partitions']} partitions)", best["decided_per_s"],

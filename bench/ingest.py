@@ -62,7 +62,8 @@ async def service_ingest(stack, url: str, count: int, profile_s: float) -> dict:
         profiles = await profiling if profiling else {}
     finally:
         await conn.close()
-    return {"events": position - first, "seconds": round(seconds, 2), "events_per_s": round((position - first) / seconds),
+    done = position - first
+    return {"events": done, "seconds": round(seconds, 2), "events_per_s": round(done / seconds),
             "complete": position >= count, "profile": profiles.get("outcomes")}
 
 

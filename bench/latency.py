@@ -19,6 +19,7 @@ import uuid
 
 from bench.common import Run, Target, env_float, percentiles
 from bench.load import Agency
+from bench.probe import RoundTrips
 from bench.procs import Monitor
 from bench.stack import running_stack, settings
 from bench.trail import Trail
@@ -75,8 +76,9 @@ async def measure(stack) -> dict:
     agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8], keep_times=True,
                     http_in_flight=32)
     trail = await Trail.open(stack.env["DATABASE_URL"])
+    probe = RoundTrips(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"])
     with Monitor(stack) as monitor:
-        async with agency:
+        async with agency, probe:
             began = time.time()
             offered = await agency.refer({"http": rate / 2, "kafka": rate / 2}, warmup + seconds,
                                          ticks={"http": 0.01, "kafka": 0.01})
@@ -86,7 +88,8 @@ async def measure(stack) -> dict:
     await trail.close()
     in_window = [t for t in agency.sent_at.values() if start <= t < end]
     acks = {p: ms([s for at, s in c.acks if start <= at < end]) for p, c in agency.paths.items()}
-    return {"rate": rate, "generator_per_s_in_window": round(len(in_window) / seconds, 1),
+    return {"rate": rate, "round_trips": probe.summary(start, end),
+            "generator_per_s_in_window": round(len(in_window) / seconds, 1),
             "referrals_in_window": len(in_window), "acknowledgement_ms": acks, "offered": offered,
             **latencies(rows, agency.sent_at, start, end), "cpu_cores": monitor.cpu(start, end), "memory": memory}
 
@@ -101,6 +104,8 @@ def main() -> None:
     for name, p in spans.items():
         print(f"  {name:<44} p50 {p['p50']:>8} p95 {p['p95']:>8} p99 {p['p99']:>8} (n={p['count']})")
     print(f"  acknowledgement (HTTP 202 / broker ack), ms: {result['acknowledgement_ms']}")
+    print(f"  round trips under load (p50 / p99 ms): "
+          f"{ {k: (v['p50'], v['p99']) for k, v in result['round_trips'].items()} }")
     print(f"  missing after the wait: {result['missing']}; CPU cores: {result['cpu_cores']}")
     targets = [Target(f"p99 submission to dispatched at {result['rate']:.0f}/s, ms",
                       spans.get("to_dispatched", {}).get("p99"), "ms", TARGET_P99_MS, "at_most")]

@@ -112,7 +112,8 @@ def summarise(raw: str, possible: float, top: int = 12) -> dict:
     def share(counter: Counter) -> list[list]:
         return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
 
-    return {"samples": total, "idle_samples": idle, "busy_share_of_a_core": round(total / possible, 2) if possible else None,
+    return {"samples": total, "idle_samples": idle,
+            "busy_share_of_a_core": round(total / possible, 2) if possible else None,
             "self_by_package": share(self_pkg), "self_by_function": share(self_fn),
             "inclusive_ours": share(inclusive)}
 

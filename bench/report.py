@@ -42,6 +42,21 @@ def runs_section(results: dict[str, dict]) -> list[str]:
             *table(["benchmark", "started (UTC)", "commit", "command", "load average at start (1/5/15 min)"], rows)]
 
 
+def settings_section(results: dict[str, dict]) -> list[str]:
+    """The stack's settings (the same for every benchmark that starts it) and each benchmark's own."""
+    stacked = next((r["settings"] for r in results.values() if "env" in r.get("settings", {})), None)
+    if stacked is None:
+        return []
+    env = ", ".join(f"`{k}={v}`" for k, v in stacked["env"].items())
+    own = {name: {k: v for k, v in r["settings"].items() if k not in ("env", "adapters", "sandbox_personas", "kafka",
+                                                                     "postgres")}
+           for name, r in results.items() if r.get("settings")}
+    return ["### Settings", "", f"Stack: {stacked['kafka']}, {stacked['postgres']}; {env}.",
+            f"Adapters (our side): `{stacked['adapters']}`. Sandbox personas (the platforms' side): "
+            f"`{stacked['sandbox_personas']}`.", "",
+            *(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in values.items()) for name, values in own.items()), ""]
+
+
 def targets_section(results: dict[str, dict]) -> list[str]:
     rows = []
     for name, r in results.items():
@@ -57,6 +72,14 @@ def cpu_rows(cpu: dict) -> str:
     return ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(cpu.items(), key=lambda kv: -kv[1]))
 
 
+def round_trips(label: str, trips: dict | None) -> list[str]:
+    if not trips:
+        return []
+    shown = "; ".join(f"{kind.removesuffix('_ms').replace('_', ' ')} {num(p['p50'], 1)} / {num(p['p99'], 1)}"
+                      for kind, p in trips.items())
+    return [f"Round trips timed once a second from the generator's process, {label} (p50 / p99 ms): {shown}.", ""]
+
+
 def e2e_section(r: dict) -> list[str]:
     rows = [[run["partitions"], num(run["decided_per_s"]), num(run["by_path_decided_per_s"]["http"]),
              num(run["by_path_decided_per_s"]["kafka"]),
@@ -66,10 +89,12 @@ def e2e_section(r: dict) -> list[str]:
              ", ".join(f"{g}: {n:,}" for g, n in run.get("consumer_lag", {}).get("window_end", {}).items()) or "none"]
             for run in r["runs"]]
     lines = [f"### End-to-end throughput ({num(r['settings']['seconds'])} s window)", "",
-             *table(["partitions", "decided/s", "over HTTP", "over Kafka", "recorded/s: submitted / dispatched / decided",
-                     "generator/s: HTTP / Kafka", "decided/s, each 5 s", "consumer lag at the end"], rows)]
+             *table(["partitions", "decided/s", "over HTTP", "over Kafka",
+                     "recorded/s: submitted / dispatched / decided", "generator/s: HTTP / Kafka", "decided/s, each 5 s",
+                     "consumer lag at the end"], rows)]
     for run in r["runs"]:
-        lines += [f"CPU cores used, {run['partitions']} partitions: {cpu_rows(run['cpu_cores'])}.", ""]
+        lines += [f"CPU cores used, {run['partitions']} partitions: {cpu_rows(run['cpu_cores'])}.", "",
+                  *round_trips(f"{run['partitions']} partitions", run.get("round_trips"))]
     return lines
 
 
@@ -79,10 +104,11 @@ def latency_section(r: dict) -> list[str]:
     rows += [[f"acknowledgement over {path} ({'202' if path == 'http' else 'broker ack'})", num(p["p50"], 1),
               num(p["p95"], 1), num(p["p99"], 1), num(p["max"], 1), num(p["count"])]
              for path, p in r["acknowledgement_ms"].items()]
-    return [f"### Latency at {num(r['rate'])} referrals/s (generator achieved {num(r['generator_per_s_in_window'], 1)}/s)",
+    achieved = num(r["generator_per_s_in_window"], 1)
+    return [f"### Latency at {num(r['rate'])} referrals/s (generator achieved {achieved}/s)",
             "", *table(["span (ms)", "p50", "p95", "p99", "max", "n"], rows),
             f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}. "
-            f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", ""]
+            f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "", *round_trips("at this rate", r.get("round_trips"))]
 
 
 def ingest_section(r: dict) -> list[str]:
@@ -145,8 +171,10 @@ def soak_section(r: dict) -> list[str]:
 def render(results: dict[str, dict]) -> str:
     if not results:
         return "No results yet: run `make bench`."
-    lines = ["## Figures", "", "_Rendered by `python -m bench.report` from `bench/results/*.json`; do not edit by hand._",
-             "", *runs_section(results), "### Against the targets", "", *targets_section(results)]
+    lines = ["## Figures", "",
+             "_Rendered by `python -m bench.report` from `bench/results/*.json`; do not edit by hand._",
+             "", *runs_section(results), "### Against the targets", "", *targets_section(results),
+             *settings_section(results)]
     if "e2e" in results:
         lines += e2e_section(results["e2e"])
     if "latency" in results:

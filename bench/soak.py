@@ -24,12 +24,13 @@ from services.ops import REPLAY_GROUP, measure_lag, our_groups
 SERVICES = ("intake", "dispatcher", "outcomes")
 GROUPS = {g: t for g, t in our_groups().items() if g != REPLAY_GROUP}  # dead letters not replayed are no lag
 PER_MINUTE = """
-    SELECT floor((extract(epoch FROM s.recorded_at) - $2) / 60)::int AS minute, count(*) AS referrals,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM c.recorded_at - (s.data->>'submitted_at')::timestamptz)) AS p50,
-           percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM c.recorded_at - (s.data->>'submitted_at')::timestamptz)) AS p99
-    FROM outcomes.audit_events s
-    JOIN outcomes.audit_events c ON c.referral_id = s.referral_id AND c.event_type = 'takedown.decided'
-    WHERE s.event_type = 'referral.submitted' AND s.data->>'case_reference' = $1
+    SELECT minute, count(*) AS referrals, percentile_cont(0.5) WITHIN GROUP (ORDER BY took) AS p50,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY took) AS p99
+    FROM (SELECT floor((extract(epoch FROM s.recorded_at) - $2) / 60)::int AS minute,
+                 extract(epoch FROM c.recorded_at - (s.data->>'submitted_at')::timestamptz) AS took
+          FROM outcomes.audit_events s
+          JOIN outcomes.audit_events c ON c.referral_id = s.referral_id AND c.event_type = 'takedown.decided'
+          WHERE s.event_type = 'referral.submitted' AND s.data->>'case_reference' = $1) AS decided
     GROUP BY 1 ORDER BY 1"""
 
 
@@ -119,8 +120,9 @@ def main() -> None:
         with Monitor(stack) as monitor:
             result = asyncio.run(measure(stack, monitor))
     result["memory_growth"] = memory_growth(result)
-    print(f"soak at {rate:.0f}/s for {env_float('SOAK_SECONDS', 600):.0f} s: decided {result['decided_per_s_steady']}/s "
-          f"steady; lag slope {result['lag_slope_per_s']}/s; drained in {result['drained_in_s']} s")
+    print(f"soak at {rate:.0f}/s for {env_float('SOAK_SECONDS', 600):.0f} s: "
+          f"decided {result['decided_per_s_steady']}/s steady; lag slope {result['lag_slope_per_s']}/s; "
+          f"drained in {result['drained_in_s']} s")
     for name, g in result["memory_growth"].items():
         print(f"  {name:<26} {g['first_third_mb']:>7} -> {g['last_third_mb']:>7} MB ({g['growth_pct']}%, "
               f"{g['slope_mb_per_min']} MB/min)")
@@ -135,7 +137,7 @@ def main() -> None:
         "growth_pct"), "%", 10, "at_most") for name in SERVICES]
     run.finish({"settings": {**used, "rate_per_s": rate, "seconds": env_float("SOAK_SECONDS", 600),
                              "sample_every_s": env_float("SOAK_SAMPLE_S", 10),
-                             "warmup_s": env_float("SOAK_WARMUP_S", 60)}, **result}, targets)
+                             "warmup_s": result["window"][0]}, **result}, targets)
 
 
 if __name__ == "__main__":
