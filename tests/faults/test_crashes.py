@@ -12,7 +12,8 @@ import asyncio
 
 import pytest
 
-from tests.faults.harness import Agency, check_everything, restart_when_dead, running_stack, submissions
+from tests.faults.harness import Agency, Trail, check_everything, restart_when_dead, running_stack, submissions
+from tests.support import eventually
 
 COUNT = 2000
 POINTS = [  # service, crash point, on which pass through it
@@ -47,3 +48,27 @@ async def test_a_service_killed_at_a_crash_point_loses_and_duplicates_nothing(tm
         summary = await check_everything(stack, agency)
     print(point, summary)
     assert exit_code == -9, f"{service} must have died by SIGKILL at {point}, not {exit_code}"
+
+
+async def test_postgres_killed_mid_flow_recovers_every_committed_referral(tmp_path):
+    """A power cut of the database (SIGKILL of Postgres and every backend): what intake acknowledged
+    was committed, so WAL recovery brings it back, and the services carry on where they were."""
+    async with running_stack(tmp_path) as stack:
+        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        referring = asyncio.ensure_future(agency.refer(submissions(COUNT)))
+        trail = Trail(stack.env["DATABASE_URL"])
+        try:
+            await eventually(lambda: _some_recorded(trail), 120, "a few hundred referrals recorded", interval=0.2)
+        finally:
+            await trail.close()
+        acknowledged_at_crash = len(agency.acknowledged)
+        await asyncio.to_thread(stack.crash_database)
+        await asyncio.to_thread(stack.start_database)
+        await referring
+        summary = await check_everything(stack, agency)
+    print(f"acknowledged at the crash: {acknowledged_at_crash} of {COUNT};", summary)
+    assert acknowledged_at_crash < COUNT, "the crash must land while referrals are still coming"
+
+
+async def _some_recorded(trail: Trail) -> bool:
+    return len(await trail.histories()) >= 300
