@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -134,7 +134,7 @@ async def dead_letter_record(broker: KafkaBroker, topic: str, raw, decoded_heade
     headers = {k: v for k, v in decoded_headers.items() if isinstance(v, str)}
     headers.update(
         {
-            "dlq_reason": reason[:2000],
+            "dlq_reason": reason[:2000].encode("utf-8", "backslashreplace").decode(),  # a surrogate, escaped
             "dlq_original_topic": raw.topic,
             "dlq_original_partition": str(raw.partition),
             "dlq_original_offset": str(raw.offset),
@@ -142,5 +142,11 @@ async def dead_letter_record(broker: KafkaBroker, topic: str, raw, decoded_heade
             "dlq_failed_at": datetime.now(UTC).isoformat(),
         }
     )
-    await broker.publish(raw.value or b"", topic=topic, key=raw.key, headers=headers)
+    try:
+        await broker.publish(raw.value or b"", topic=topic, key=raw.key, headers=headers)
+    except MessageSizeTooLargeError:
+        # The record was within the limit; with these headers it is not. Dead-letter it without its
+        # value, which stays where the headers say (else this record would be retried for ever).
+        headers["dlq_value_omitted"] = f"{len(raw.value or b'')} bytes, too large to copy with these headers"
+        await broker.publish(b"", topic=topic, key=raw.key, headers=headers)
     log.warning("dead-lettered %s/%s/%s to %s: %s", raw.topic, raw.partition, raw.offset, topic, reason)

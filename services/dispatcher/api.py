@@ -8,7 +8,7 @@ from services.dispatcher.adapters.base import Decision, InvalidCallback
 from services.dispatcher.adapters.answers import InvalidAnswer
 from services.dispatcher.adapters.registry import UnknownPlatform
 from services.dispatcher.service import DispatchService, UnknownTicket
-from shared.events import Platform
+from shared.events import Platform, StoredText
 
 router = APIRouter(prefix="/v1", tags=["callbacks"])
 
@@ -35,7 +35,7 @@ async def decision_callback(platform: str, request: Request) -> dict:
 
 @router.post("/tickets/{platform}/{ticket_id}/answer", status_code=status.HTTP_202_ACCEPTED, tags=["operators"])
 async def record_answer(
-    platform: Platform, ticket_id: str, request: Request,
+    platform: Platform, ticket_id: StoredText, request: Request,
     envelope: Annotated[dict[str, Any], Body(examples=[{"decision": {
         "visibility": ["content_removed"], "ground": "illegal_content", "territorial_scope": ["GB"],
         "explanation": "removed after our e-mail", "decided_at": "2026-11-22T10:00:00Z"}}])],

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.intake import db
 from shared.events import (Event, Evidence, InformationSupplied, ReferralAppealed, ReferralEscalated,
-                           ReferralSubmitted, ReferralWithdrawn, actor)
+                           ReferralSubmitted, ReferralWithdrawn, actor, storable)
 
 SOURCE = "/takedown/intake"
 router = APIRouter(prefix="/v1/referrals", tags=["agency actions"])
@@ -24,6 +24,8 @@ class Action(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     agency: str = Field(min_length=1, max_length=200, description="Must be the agency that made the referral.")
+
+    _storable = field_validator("*")(storable)
 
 
 class Escalation(Action):

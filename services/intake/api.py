@@ -4,7 +4,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.intake.domain import Submission
 from services.intake.service import IntakeService, validate_each
@@ -35,6 +35,8 @@ class BatchItemResult(BaseModel):
 
 
 class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     referrals: list[Any] = Field(min_length=1, max_length=BATCH_MAX, description="Submissions, each validated on its own.")
 
 

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import Category, Evidence, Platform, Priority, ReferralSubmitted
+from shared.events import Category, Evidence, Platform, Priority, ReferralSubmitted, storable
 
 PLATFORM_HOSTS: dict[str, Platform] = {
     "facebook.com": Platform.facebook,
@@ -43,6 +43,8 @@ class Submission(BaseModel):
     priority: Priority = Priority.normal
     notes: str | None = Field(None, max_length=10_000)
     evidence: list[Evidence] = Field(default_factory=list, max_length=100)
+
+    _storable = field_validator("*")(storable)
 
     @field_validator("url")
     @classmethod

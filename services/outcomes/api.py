@@ -4,12 +4,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, Field
 
 from services.outcomes import auditors, db
 
-router = APIRouter(prefix="/v1", tags=["auditors"])
+router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[Depends(auditors.recordable_query)])
 
 
 class HistoryEntry(BaseModel):

@@ -20,8 +20,6 @@ from services.outcomes.domain import Status
 from services.outcomes.search import FilterError, Filters
 from shared.events import Category, NoActionReason, Outcome, Platform
 
-router = APIRouter(prefix="/v1", tags=["auditors"])
-
 Actor = Annotated[str, Header(
     alias="X-Actor", min_length=3, max_length=300, pattern=r"^[a-z][a-z0-9_-]*:\S.*$",
     description="Who is asking, as kind:name (e.g. user:alice). The query is recorded under it.")]
@@ -88,6 +86,16 @@ class AuditorQueryPage(BaseModel):
 def unprocessable(exc: FilterError) -> HTTPException:
     """A 422 naming the query parameter, in FastAPI's own error shape."""
     return HTTPException(422, [{"type": "value_error", "loc": ["query", exc.param], "msg": exc.message}])
+
+
+def recordable_query(request: Request) -> None:
+    """422 naming a query parameter, known or not, that cannot be recorded: Postgres text holds no NUL."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name + value:
+            raise unprocessable(FilterError(name, "must not contain a NUL character"))
+
+
+router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[Depends(recordable_query)])
 
 
 def referral_filters(

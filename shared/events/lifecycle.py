@@ -1,15 +1,35 @@
 """The data of every lifecycle event, one model per event type."""
 
 from datetime import datetime
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.events.vocabulary import (AccountAction, Category, Ground, NoActionReason, Outcome, Platform,
                                       Priority, Visibility)
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="Lower-case hex SHA-256.")]
+
+
+def storable(value: Any) -> Any:
+    """value, unless it is text that cannot be stored: JSON can carry a NUL character or an unpaired
+    surrogate (\\u0000, \\ud800), but Postgres text cannot hold the one nor UTF-8 encode the other.
+
+    A model applies it to its fields with an after-validator, so their own constraints come first.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode (it has an unpaired surrogate)") from None
+    return value
+
+
+StoredText = Annotated[str, AfterValidator(storable)]
 
 
 class Evidence(BaseModel):
@@ -18,6 +38,8 @@ class Evidence(BaseModel):
     sha256: Sha256
     captured_at: datetime
     archive_url: str | None = Field(None, max_length=2048)
+
+    _storable = field_validator("archive_url")(storable)
 
 
 class EventData(BaseModel):

@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from services.dispatcher.adapters.base import Decision, InformationRequest, InvalidCallback, PlatformAnswer
-from shared.events import AccountAction, Ground, NoActionReason, Visibility, describe_errors
+from shared.events import AccountAction, Ground, NoActionReason, Visibility, describe_errors, storable
 
 EXCERPT_CHARS = 200
 
@@ -25,9 +25,12 @@ def excerpt(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def an_id(value: Any) -> str | None:
-    """value as a ticket id (a non-blank string or an integer), else None."""
+    """value as a ticket id (a non-blank string or an integer Postgres can store), else None."""
     ok = isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip()
-    return str(value) if ok else None
+    try:
+        return storable(str(value)) if ok else None
+    except ValueError:
+        return None
 
 
 # -- the decision object ---------------------------------------------------------------------------
@@ -42,6 +45,8 @@ def _utc(value: datetime) -> datetime:
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")  # unknown fields are ignored; enums are strict
+
+    _storable = field_validator("*")(storable)
 
 
 class DecisionObject(_Lenient):
@@ -111,7 +116,7 @@ def callback_json(body: bytes) -> dict[str, Any]:
     """A callback's JSON object; InvalidCallback when it is not one."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser goes
         raise InvalidCallback("callback body is not JSON") from None
     if not isinstance(data, dict):
         raise InvalidCallback("callback body is not a JSON object")
