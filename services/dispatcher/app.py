@@ -18,7 +18,7 @@ from services.dispatcher.service import DispatchService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.reliability import backoff
-from shared.serving import add_health, install_error_handlers
+from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -72,6 +72,7 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     app.state.dispatcher = service
     app.include_router(api.router)
     install_error_handlers(app, "Kafka or the database is unavailable, decision not recorded; retry")
+    limit_body(app, settings.max_body_bytes)
     add_health(app, "dispatcher", engine)
     return app
 

@@ -14,7 +14,7 @@ from services.intake.outbox import OutboxRelay
 from services.intake.service import IntakeService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
-from shared.serving import add_health, install_error_handlers
+from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,6 +49,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app.include_router(actions.router)
 
     install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
+    limit_body(app, settings.max_body_bytes)
     add_health(app, "intake", engine)
 
     return app

@@ -14,7 +14,7 @@ from services.outcomes.scheduler import Scheduler
 from services.outcomes.service import OutcomesService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
-from shared.serving import add_health, install_error_handlers
+from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -47,6 +47,7 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
     app.include_router(auditors.router)  # first: /v1/referrals/export.csv is not a referral id
     app.include_router(api.router)
     install_error_handlers(app, "database unavailable; retry")
+    limit_body(app, settings.max_body_bytes)
     add_health(app, "outcomes", engine)
 
     return app

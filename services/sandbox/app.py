@@ -20,6 +20,7 @@ from services.sandbox.personas import Personas, load_personas, with_overrides
 from services.sandbox.runtime import Sandbox
 from services.sandbox.state import Store, Tokens
 from services.sandbox.traffic import Traffic
+from shared.serving import limit_body
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
         app.include_router(dialect.router)
     app.include_router(admin.router)
     app.include_router(content.router)
+    limit_body(app, settings.max_body_bytes)
 
     @app.get("/mailbox", tags=["operations"])
     async def mailbox_stats() -> dict:
