@@ -2,12 +2,14 @@
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import asyncpg.exceptions
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, pool, text
+from sqlalchemy import Table, TextClause, event, pool, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -46,6 +48,29 @@ def discard_broken_connections(context) -> None:
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def insert_arrays(table: Table, columns: Sequence[str], then: str = "",
+                  sent_as: Mapping[str, tuple[str, str]] | None = None) -> TextClause:
+    """One INSERT for any number of rows: each column's values bound as one array (a list under the
+    column's name), unnested in the database in list order. A multi-row VALUES is a new statement for
+    every row count and binds every value apart; this one is prepared once. `then`: ON CONFLICT...;
+    sent_as: column -> (the type its values are sent as, the SQL expression that makes the column of it).
+    """
+    dialect, sent_as = postgresql.dialect(), sent_as or {}
+    names = [dialect.identifier_preparer.quote(c) for c in columns]
+    # Without a length: CAST(x AS VARCHAR(300)[]) would cut a longer value short, silently, where the
+    # column's own check refuses it (and a cut actor no longer matches the hash chained over it).
+    types = [sent_as[c][0] if c in sent_as else _unbounded(table.c[c].type).compile(dialect=dialect)
+             for c in columns]
+    values = [sent_as[c][1] if c in sent_as else name for c, name in zip(columns, names)]
+    arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types))
+    return text(f"INSERT INTO {table.fullname} ({', '.join(names)}) SELECT {', '.join(values)} "
+                f"FROM unnest({arrays}) WITH ORDINALITY AS u ({', '.join(names)}, _ord) ORDER BY _ord {then}")
+
+
+def _unbounded(column_type):
+    return type(column_type)() if getattr(column_type, "length", None) else column_type
 
 
 def describe(url: str) -> str:

@@ -8,12 +8,13 @@ that rolls back releases the head without having moved it.
 from typing import Any
 
 from sqlalchemy import (BigInteger, Column, DateTime, Identity, MetaData, SmallInteger, String, Table, func,
-                        select, update)
-from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID, insert
+                        select, text, update)
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outcomes import chain
 from services.outcomes.chain import Checkpoint, Finding
+from shared.db import insert_arrays
 from shared.events import Event
 
 SCHEMA = "outcomes"
@@ -44,6 +45,12 @@ audit_head = Table(
     Column("hash", BYTEA, nullable=False),
 )
 HEAD_ID = 1
+CHAINED = ("position", "event_id", "referral_id", "event_type", "occurred_at", "actor", "source", "schema_version",
+           "data", "prev_hash", "hash")  # every column but recorded_at, which the database sets
+# data is stored as the canonical document's "data": the very JSON that was hashed, not a second
+# serialisation of it (the database extracts it; Python writes no other JSON for the row).
+INSERT_CHAINED = insert_arrays(audit_events, CHAINED, sent_as={"data": ("TEXT", "CAST(data AS JSONB) -> 'data'")})
+RECORDED = text(f"SELECT event_id FROM {SCHEMA}.audit_events WHERE event_id = ANY(CAST(:ids AS UUID[]))")
 
 
 def event_row(event: Event) -> dict[str, Any]:
@@ -82,13 +89,15 @@ async def append(session: AsyncSession, events: list[Event]) -> list[Event]:
     if locked is None:
         raise LookupError(f"{SCHEMA}.audit_head has no row: migration 0002 not applied, or the row was deleted")
     # Read after the lock: every append before ours has committed, so none of its rows is missed.
-    recorded = set((await session.execute(select(audit_events.c.event_id).where(
-        audit_events.c.event_id.in_([event.id for event in batch])))).scalars())
+    recorded = set((await session.execute(RECORDED, {"ids": [event.id for event in batch]})).scalars())
     new = [event for event in batch if event.id not in recorded]
     if not new:
         return []
-    rows = chain.extend((locked.position, bytes(locked.hash)), (event_row(event) for event in new))
-    await session.execute(insert(audit_events), rows)
+    rows = chain.extend((locked.position, bytes(locked.hash)), (event_row(event) for event in new),
+                        with_canonical=True)
+    # One statement for the batch, each column an array: no per-row work in SQLAlchemy.
+    values = {column: [row[column] for row in rows] for column in CHAINED if column != "data"}
+    await session.execute(INSERT_CHAINED, {**values, "data": [row["canonical"].decode() for row in rows]})
     await session.execute(update(audit_head).where(audit_head.c.id == HEAD_ID)
                           .values(position=rows[-1]["position"], hash=rows[-1]["hash"]))
     return new

@@ -58,9 +58,20 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready value; numbers as JSONB gives them back (1.0 and 1 are the same number there)."""
-    if value is None or isinstance(value, (str, bool, int)):
+    kind = type(value)
+    if kind in _AS_IS:  # the common cases first, by exact type: isinstance on the ABCs below is slow
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _AS_IS else _plain(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _AS_IS else _plain(v) for v in value]
+    if isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         exact = Decimal(repr(value))  # the digits json.dumps writes, which JSONB keeps as a numeric
@@ -80,8 +91,7 @@ def canonical(event_row: Mapping[str, Any]) -> bytes:
     """The bytes that are hashed: JSON of FIELDS only, keys sorted, no whitespace, UTF-8,
     datetimes in UTC as 2025-03-01T09:00:00.000000Z, UUIDs as lower-case strings."""
     document = {field: _plain(event_row[field]) for field in FIELDS}
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(document).encode("utf-8")
 
 
 def link(prev_hash: bytes, position: int, canonical: bytes) -> bytes:
@@ -89,13 +99,16 @@ def link(prev_hash: bytes, position: int, canonical: bytes) -> bytes:
     return hashlib.sha256(prev_hash + position.to_bytes(8, "big") + canonical).digest()
 
 
-def extend(head: tuple[int, bytes], rows: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """Rows numbered and linked after head (position, hash): each gets position, prev_hash and hash."""
+def extend(head: tuple[int, bytes], rows: Iterable[Mapping[str, Any]], with_canonical: bool = False) -> list[dict]:
+    """Rows numbered and linked after head (position, hash): each gets position, prev_hash and hash
+    (and with_canonical, "canonical": the bytes that were hashed)."""
     linked, (position, prev_hash) = [], head
     for row in rows:
         position += 1
-        row_hash = link(prev_hash, position, canonical(row))
-        linked.append({**row, "position": position, "prev_hash": prev_hash, "hash": row_hash})
+        body = canonical(row)
+        row_hash = link(prev_hash, position, body)
+        linked.append({**row, "position": position, "prev_hash": prev_hash, "hash": row_hash,
+                       **({"canonical": body} if with_canonical else {})})
         prev_hash = row_hash
     return linked
 

@@ -1,13 +1,16 @@
 """Outcomes' tables and the queries on them: the audit trail and each referral's state."""
 
+import json
+from collections.abc import Mapping
 from uuid import UUID
 
-from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, func, select)
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outcomes.audit import audit_events
+from shared.db import insert_arrays
 from shared.events import EVENT_TYPES, Event
 
 SCHEMA = "outcomes"
@@ -30,27 +33,39 @@ referrals = Table(
     Column("first_recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 STATE_COLUMNS = (*TEXT_COLUMNS, *TIME_COLUMNS, "overdue", "dispatches", "reachable", "transitions", "anomalies")
-_insert = insert(referrals)
-UPSERT_STATE = _insert.on_conflict_do_update(index_elements=["referral_id"],
-                                             set_={c: _insert.excluded[c] for c in STATE_COLUMNS})
+JSON_COLUMNS = ("transitions", "anomalies")
+UPSERT_STATES = insert_arrays(referrals, ("referral_id", *STATE_COLUMNS),
+                              "ON CONFLICT (referral_id) DO UPDATE SET "
+                              + ", ".join(f"{c} = EXCLUDED.{c}" for c in STATE_COLUMNS))
+HISTORY = text(f"SELECT event_id, referral_id, event_type, occurred_at, actor, source, CAST(data AS TEXT) AS data "
+               f"FROM {audit_events.fullname} WHERE referral_id = ANY(CAST(:ids AS UUID[]))")
 
 
 async def save_states(session: AsyncSession, states: dict[UUID, dict]) -> None:
     """Write referrals' projected states in one statement, creating rows the first time."""
     if not states:
         return
-    rows = [{"referral_id": rid, **{c: state.get(c) for c in STATE_COLUMNS}} for rid, state in states.items()]
-    await session.execute(UPSERT_STATE, rows)  # one cached statement, rows sent as its parameters
+    values = {c: [state.get(c) for state in states.values()] for c in STATE_COLUMNS}
+    for c in JSON_COLUMNS:
+        values[c] = [json.dumps(v) for v in values[c]]
+    await session.execute(UPSERT_STATES, {"referral_id": list(states), **values})
 
 
-async def history_events(session: AsyncSession, referral_ids: list[UUID]) -> dict[UUID, list[Event]]:
-    """Every recorded event of these referrals, as events again, by referral."""
-    stmt = select(audit_events).where(audit_events.c.referral_id.in_(referral_ids))
+async def history_events(session: AsyncSession, referral_ids: list[UUID],
+                         known: Mapping[UUID, Event] | None = None) -> dict[UUID, list[Event]]:
+    """Every recorded event of these referrals, as events again, by referral, with the time as recorded.
+
+    Events in known (by id), such as the ones this transaction just appended, are not parsed again.
+    """
+    known = known or {}
     found: dict[UUID, list[Event]] = {rid: [] for rid in referral_ids}
-    for row in (await session.execute(stmt)).mappings():
-        data = EVENT_TYPES[row["event_type"]].model_validate(row["data"])
-        found[row["referral_id"]].append(Event(id=row["event_id"], source=row["source"], actor=row["actor"],
-                                                time=row["occurred_at"], data=data))
+    for row in await session.execute(HISTORY, {"ids": referral_ids}):
+        if (event := known.get(row.event_id)) is not None:
+            event = event.model_copy(update={"time": row.occurred_at})
+        else:  # validated when it was recorded: rebuilt without validating the envelope again
+            event = Event.model_construct(id=row.event_id, source=row.source, actor=row.actor, time=row.occurred_at,
+                                          data=EVENT_TYPES[row.event_type].model_validate_json(row.data))
+        found[row.referral_id].append(event)
     return found
 
 

@@ -26,7 +26,7 @@ class OutcomesService:
             new = await audit.append(session, events)
             touched = list(dict.fromkeys(e.referral_id for e in new))
             if touched:
-                histories = await db.history_events(session, touched)
+                histories = await db.history_events(session, touched, known={e.id: e for e in new})
                 await db.save_states(session, {rid: project(histories[rid]) for rid in touched})
             crash_point("outcomes.before_commit")
         crash_point("outcomes.after_commit")  # in the trail; the batch's offsets not yet committed
