@@ -1,14 +1,16 @@
 """Intake's tables and the queries on them: accepted referrals and the transactional outbox."""
 
+import json
 from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import (BigInteger, Column, DateTime, Identity, Integer, LargeBinary, MetaData, String,
-                        Table, UniqueConstraint, delete, func, select, tuple_, update)
-from sqlalchemy.dialects.postgresql import JSONB, insert
+                        Table, UniqueConstraint, func, select, text, update)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import insert_arrays
 from shared.events import Event, ReferralSubmitted, to_kafka
 from shared.topics import REFERRALS_SUBMITTED
 
@@ -49,20 +51,34 @@ class Accepted:
     duplicate: bool
 
 
+REFERRAL_COLUMNS = ("referral_id", "agency", "idempotency_key", "platform", "canonical_url", "received_at",
+                    "submission")
+OUTBOX_COLUMNS = ("topic", "key", "value", "headers")
+# Rows are inserted in list order: of two with one (agency, idempotency key), the first is stored.
+INSERT_REFERRALS = insert_arrays(referrals, REFERRAL_COLUMNS, "ON CONFLICT DO NOTHING RETURNING referral_id")
+INSERT_OUTBOX = insert_arrays(outbox, OUTBOX_COLUMNS)  # in list order: ids, and so sending, follow it
+DELETE_SENT = text(f"DELETE FROM {outbox.fullname} WHERE id = ANY(CAST(:ids AS BIGINT[]))")
+FIRST_SEEN = text(f"SELECT r.referral_id, r.platform, r.canonical_url, r.agency, r.idempotency_key "
+                  f"FROM {referrals.fullname} r JOIN unnest(CAST(:agency AS VARCHAR[]), CAST(:key AS VARCHAR[])) "
+                  f"AS k (agency, idempotency_key) USING (agency, idempotency_key)")
+
+
 async def accept(session: AsyncSession, events: list[Event]) -> list[Accepted]:
-    """Store new referrals and their outbox rows; return the first referral for replayed keys."""
+    """Store new referrals and their outbox rows; return the first referral for replayed keys.
+
+    One statement per table, whatever the number of events; a key repeated among the events is a
+    replay of its first occurrence, as if they had come one after another.
+    """
     data: list[ReferralSubmitted] = [e.data for e in events]  # type: ignore[misc]
-    rows = [
-        {"referral_id": d.referral_id, "agency": d.agency, "idempotency_key": d.idempotency_key,
-         "platform": d.platform.value, "canonical_url": d.canonical_url, "received_at": d.submitted_at,
-         "submission": d.model_dump(mode="json")}
-        for d in data
-    ]
-    stmt = insert(referrals).values(rows).on_conflict_do_nothing().returning(referrals.c.referral_id)
-    created = set((await session.execute(stmt)).scalars())
-    fresh = [e for e in events if e.referral_id in created]
+    messages = [to_kafka(e) for e in events]  # the event's value is the submission's JSON: made once
+    rows = {"referral_id": [d.referral_id for d in data], "agency": [d.agency for d in data],
+            "idempotency_key": [d.idempotency_key for d in data], "platform": [d.platform.value for d in data],
+            "canonical_url": [d.canonical_url for d in data], "received_at": [d.submitted_at for d in data],
+            "submission": [value.decode() for _, value, _ in messages]}
+    created = set((await session.execute(INSERT_REFERRALS, rows)).scalars())
+    fresh = [m for e, m in zip(events, messages, strict=True) if e.referral_id in created]
     if fresh:
-        await session.execute(insert(outbox), [_outbox_row(e) for e in fresh])
+        await _queue(session, fresh)
     existing = await _first_seen(session, [d for d in data if d.referral_id not in created])
     results = []
     for d in data:
@@ -76,12 +92,9 @@ async def accept(session: AsyncSession, events: list[Event]) -> list[Accepted]:
 async def _first_seen(session: AsyncSession, replays: list[ReferralSubmitted]) -> dict:
     if not replays:
         return {}
-    keys = {(d.agency, d.idempotency_key) for d in replays}
-    stmt = select(referrals).where(tuple_(referrals.c.agency, referrals.c.idempotency_key).in_(keys))
-    return {
-        (r.agency, r.idempotency_key): Accepted(r.referral_id, r.platform, r.canonical_url, True)
-        for r in (await session.execute(stmt))
-    }
+    keys = list({(d.agency, d.idempotency_key) for d in replays})
+    found = await session.execute(FIRST_SEEN, {"agency": [a for a, _ in keys], "key": [k for _, k in keys]})
+    return {(r.agency, r.idempotency_key): Accepted(r.referral_id, r.platform, r.canonical_url, True) for r in found}
 
 
 async def referral_for_action(session: AsyncSession, referral_id: UUID, redispatch: bool):
@@ -97,12 +110,15 @@ async def referral_for_action(session: AsyncSession, referral_id: UUID, redispat
 
 async def queue(session: AsyncSession, event: Event) -> None:
     """Queue one more event on the outbox, in the caller's transaction."""
-    await session.execute(insert(outbox), [_outbox_row(event)])
+    await _queue(session, [to_kafka(event)])
 
 
-def _outbox_row(event: Event) -> dict:
-    key, value, headers = to_kafka(event)
-    return {"topic": REFERRALS_SUBMITTED, "key": key, "value": value, "headers": headers}
+async def _queue(session: AsyncSession, messages: list[tuple[bytes, bytes, dict[str, str]]]) -> None:
+    """Queue (key, value, headers) on the outbox in one statement, to be sent in this order."""
+    await session.execute(INSERT_OUTBOX, {"topic": [REFERRALS_SUBMITTED] * len(messages),
+                                          "key": [key for key, _, _ in messages],
+                                          "value": [value for _, value, _ in messages],
+                                          "headers": [json.dumps(headers) for _, _, headers in messages]})
 
 
 async def claim_outbox(session: AsyncSession, limit: int) -> list:
@@ -112,4 +128,5 @@ async def claim_outbox(session: AsyncSession, limit: int) -> list:
 
 
 async def delete_sent(session: AsyncSession, ids: list[int]) -> None:
-    await session.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+    """Delete sent rows: one statement, prepared once, whatever the number of ids."""
+    await session.execute(DELETE_SENT, {"ids": ids})

@@ -5,10 +5,14 @@ import uuid
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.intake.app import create_app
+from services.intake.app import MIGRATIONS, create_app
 from services.intake.config import IntakeSettings
-from shared import topics
+from services.intake.db import SCHEMA
+from shared import db, topics
 from shared.events import from_kafka
 from tests.support import TopicReader, headers_of, produce, serving
 
@@ -150,3 +154,82 @@ async def test_a_record_whose_headers_are_not_utf8_is_still_processed_not_skippe
         [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
     assert json.loads(record.value)["canonical_url"] == "https://x.com/odd-headers"
 
+
+
+async def produce_all(bootstrap: str, values: list[bytes]) -> None:
+    """Publish records in order to one partition of referrals.inbound (one key), before intake reads them."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topics.REFERRALS_INBOUND, value, key=b"agency-system")
+    finally:
+        await producer.stop()
+
+
+async def stored_referrals(database_url: str) -> list[dict]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT agency, idempotency_key, canonical_url, received_at "
+                                           "FROM intake.referrals ORDER BY canonical_url"))
+            return [dict(r) for r in rows.mappings()]
+    finally:
+        await engine.dispose()
+
+
+async def test_records_waiting_on_referrals_inbound_are_stored_together_a_repeated_key_once_poison_apart(
+        settings_env, kafka, database_url):
+    await produce_all(kafka, [json.dumps(submission(url="https://x.com/first", idempotency_key="k1")).encode(),
+                              b"{oops",
+                              json.dumps(submission(url="https://x.com/again", idempotency_key="k1")).encode(),
+                              json.dumps(submission(url="https://x.com/other")).encode()])
+
+    async with serving(create_app(IntakeSettings(**settings_env))):
+        async with TopicReader(kafka, topics.REFERRALS_INBOUND_DLQ) as dlq:
+            [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1)
+        async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+            records = await reader.wait_for(lambda rs: len(rs) >= 2)
+
+    assert dead.value == b"{oops" and "not valid JSON" in headers_of(dead)["dlq_reason"]
+    assert sorted(json.loads(r.value)["canonical_url"] for r in records) == ["https://x.com/first",
+                                                                            "https://x.com/other"]
+    stored = await stored_referrals(database_url)
+    assert [r["canonical_url"] for r in stored] == ["https://x.com/first", "https://x.com/other"]
+    assert stored[0]["received_at"] == stored[1]["received_at"], "one transaction, one moment of receipt"
+
+
+REFUSE_AGENCY = ("""
+CREATE FUNCTION intake.refuse_agency() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.agency = 'Refused' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+    RETURN NEW;
+END $$""", "CREATE TRIGGER refuse_agency BEFORE INSERT ON intake.referrals FOR EACH ROW "
+           "EXECUTE FUNCTION intake.refuse_agency()")
+
+
+async def test_a_submission_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_is_stored(
+        settings_env, kafka, database_url):
+    await db.migrate(database_url, MIGRATIONS, SCHEMA)
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        for statement in REFUSE_AGENCY:
+            await conn.exec_driver_sql(statement)
+    await engine.dispose()
+    refused = json.dumps(submission(agency="Refused", url="https://x.com/refused")).encode()
+    await produce_all(kafka, [json.dumps(submission(url="https://x.com/before")).encode(), refused,
+                              json.dumps(submission(url="https://x.com/after")).encode()])
+
+    async with serving(create_app(IntakeSettings(**settings_env))):
+        async with TopicReader(kafka, topics.REFERRALS_INBOUND_DLQ) as dlq:
+            [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1)
+        async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+            records = await reader.wait_for(lambda rs: len(rs) >= 2)
+
+    headers = headers_of(dead)
+    assert dead.value == refused and "refused by the test" in headers["dlq_reason"]
+    assert headers["dlq_original_offset"] == "1" and int(headers["dlq_attempts"]) > 1
+    assert sorted(json.loads(r.value)["canonical_url"] for r in records) == ["https://x.com/after",
+                                                                            "https://x.com/before"]
+    assert [r["canonical_url"] for r in await stored_referrals(database_url)] == ["https://x.com/after",
+                                                                                  "https://x.com/before"]
