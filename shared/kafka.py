@@ -12,6 +12,7 @@ from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from shared.events import Event, to_kafka
+from shared.reliability import dead_letter_attempts
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ async def dead_letter_record(broker: KafkaBroker, topic: str, raw, decoded_heade
             "dlq_failed_at": datetime.now(UTC).isoformat(),
         }
     )
+    if times := dead_letter_attempts.get():  # process_or_dead_letter says when it tried
+        headers.update({"dlq_first_attempt_at": times.first.isoformat(), "dlq_last_attempt_at": times.last.isoformat()})
     try:
         await broker.publish(raw.value or b"", topic=topic, key=raw.key, headers=headers)
     except MessageSizeTooLargeError:

@@ -2,7 +2,8 @@
 
 from sqlalchemy.exc import OperationalError
 
-from shared.reliability import Poison, backoff, is_transient, process_or_dead_letter
+from shared.reliability import (Poison, backoff, dead_letter_attempts, is_transient, process_or_dead_letter,
+                                spaced_backoff)
 
 
 
@@ -72,3 +73,41 @@ def test_backoff_grows_exponentially_and_is_capped():
     assert all(0 <= backoff(1, base=1) <= 1 for _ in range(100))
     assert max(backoff(3, base=1) for _ in range(500)) > 2
     assert all(backoff(30, base=1, cap=5) <= 5 for _ in range(100))
+
+
+def test_spaced_backoff_waits_at_least_half_the_exponential_delay():
+    assert all(0.5 <= spaced_backoff(1, base=1) <= 1 for _ in range(200))
+    assert all(2 <= spaced_backoff(3, base=1) <= 4 for _ in range(200))
+    assert all(2.5 <= spaced_backoff(30, base=1, cap=5) <= 5 for _ in range(200))
+
+
+async def test_a_failing_handler_is_retried_with_spaced_attempts():
+    waits: list[float] = []
+
+    async def record_wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    await process_or_dead_letter(Script(*[ValueError("boom")] * 4), DeadLetters(), max_attempts=4, sleep=record_wait)
+
+    assert len(waits) == 3 and all(w >= 0.2 * 2 ** i / 2 for i, w in enumerate(waits))
+
+
+async def test_a_dead_letter_knows_when_the_first_and_last_attempts_were_made():
+    seen: list = []
+
+    async def dlq(reason: str, attempts: int) -> None:
+        seen.append(dead_letter_attempts.get())
+
+    await process_or_dead_letter(Script(*[ValueError("boom")] * 3), dlq, max_attempts=3, sleep=no_wait)
+
+    [times] = seen
+    assert times.first <= times.last and dead_letter_attempts.get() is None
+
+
+async def test_an_outage_before_a_failure_does_not_use_up_the_failures_attempts():
+    outage = [OperationalError("SELECT 1", {}, ConnectionRefusedError())] * 6
+    work, dlq = Script(*outage, ValueError("once"), ValueError("twice")), DeadLetters()
+
+    await process_or_dead_letter(work, dlq, max_attempts=4, sleep=no_wait)
+
+    assert work.calls == 9 and dlq.records == []
