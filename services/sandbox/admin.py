@@ -9,18 +9,26 @@ from services.sandbox.dialects.webhook import KnownPlatform
 from services.sandbox.personas import describe
 from services.sandbox.runtime import sandbox_of
 from services.sandbox.state import Stats
+from services.sandbox.traffic import OutageKind
 
 router = APIRouter(tags=["operations"])
 
 
 class OutageRequest(BaseModel):
     seconds: float = Field(ge=0, le=86_400 * 7, description="How long from now; 0 ends the current outage.")
+    kind: OutageKind = Field("unavailable", description=(
+        "unavailable: every request answers 503 with Retry-After; error: 500 without one; timeout: every "
+        "request is held hang_s, then served as usual (the report is taken after the client gave up)."))
+    hang_s: float = Field(30.0, gt=0, le=3600, description=(
+        "timeout only: how long each request is held; make it longer than the client's timeout "
+        "(the dispatcher's adapters: timeout_s, 10 s unless set)."))
 
 
 class OutageState(BaseModel):
     platform: str
     down: bool
     until: datetime | None = Field(description="When the outage ends (UTC), if one is on.")
+    kind: OutageKind | None = Field(None, description="How the platform fails while it is down.")
 
 
 @router.get("/stats", response_model=Stats)
@@ -58,11 +66,15 @@ async def health() -> dict:
 
 @router.post("/admin/{platform}/outage", response_model=OutageState)
 async def outage(platform: KnownPlatform, body: OutageRequest, request: Request) -> OutageState:
-    """Start an outage of the platform's dialect now for `seconds` (every request answers 503);
+    """Start an outage of the platform's dialect now for `seconds`: every request answers 503 (kind
+    `unavailable`), 500 (`error`) or is held `hang_s` before it is served (`timeout`);
     `{"seconds": 0}` ends the current one, whether started here or by the persona file."""
-    remaining = sandbox_of(request).traffic.start_outage(platform, body.seconds)
+    traffic = sandbox_of(request).traffic
+    remaining = traffic.start_outage(platform, body.seconds, body.kind, body.hang_s)
     until = datetime.now(UTC) + timedelta(seconds=remaining) if remaining is not None else None
-    return OutageState(platform=platform.value, down=remaining is not None, until=until)
+    current = traffic.outage(platform)
+    return OutageState(platform=platform.value, down=remaining is not None, until=until,
+                       kind=current[0] if current else None)
 
 
 @router.get("/admin/personas")

@@ -4,10 +4,15 @@ A ticket's fate is drawn from its platform's persona (deterministic per seed and
 a decision, a question (information request, decided as `removed` one more delay later) or
 silence. Each step that changes the ticket is handed to its dialect's notifier, which says what
 to post where and how to sign it; youtube and tiktok have none (their clients poll).
+
+A callback that is not answered 2xx is posted again, spaced, for CALLBACK_GIVE_UP_S, as real
+platforms do for hours (Meta's webhooks: 36): an outage of the receiver's database answers 503
+for as long as it lasts, and a decision must not be lost to it.
 """
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,11 +23,11 @@ from services.sandbox import domain
 from services.sandbox.personas import Persona
 from services.sandbox.state import TAKES_DOWN, Ticket
 from shared.events import Platform
-from shared.reliability import backoff
+from shared.reliability import spaced_backoff
 
 log = logging.getLogger(__name__)
 
-CALLBACK_ATTEMPTS = 8
+CALLBACK_GIVE_UP_S = 600.0  # how long a callback is retried before it is abandoned
 CALLBACK_BACKOFF_CAP_S = 5.0
 CALLBACK_TIMEOUT_S = 5.0
 
@@ -107,12 +112,14 @@ class Decider:
         if callback is not None:
             await self.deliver(ticket.ticket_id, callback)
 
-    async def deliver(self, ticket_id: str, callback: Callback) -> bool:
-        """Post callback until it is answered 2xx, with backoff; False if it never is."""
+    async def deliver(self, ticket_id: str, callback: Callback, give_up_s: float = CALLBACK_GIVE_UP_S) -> bool:
+        """Post callback until it is answered 2xx, spaced, for give_up_s; False if it never is."""
         if self.client is None:
             log.error("ticket %s: sandbox not started, callback dropped", ticket_id)
             return False
-        for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+        deadline, attempt = time.monotonic() + give_up_s, 0
+        while True:
+            attempt += 1
             headers = {"Content-Type": "application/json", **callback.headers(callback.body)}
             try:
                 response = await self.client.post(callback.url, content=callback.body, headers=headers)
@@ -122,12 +129,13 @@ class Decider:
                 problem = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 problem = repr(exc)
-            log.warning("ticket %s: callback to %s failed (attempt %s/%s): %s",
-                        ticket_id, callback.url, attempt, CALLBACK_ATTEMPTS, problem)
-            if attempt < CALLBACK_ATTEMPTS:
-                await asyncio.sleep(backoff(attempt, cap=CALLBACK_BACKOFF_CAP_S))
-        log.error("ticket %s: callback to %s abandoned after %s attempts", ticket_id, callback.url,
-                  CALLBACK_ATTEMPTS)
+            log.warning("ticket %s: callback to %s failed (attempt %s): %s", ticket_id, callback.url, attempt, problem)
+            pause = spaced_backoff(attempt, cap=CALLBACK_BACKOFF_CAP_S)
+            if time.monotonic() + pause > deadline:
+                break
+            await asyncio.sleep(pause)
+        log.error("ticket %s: callback to %s abandoned after %s attempts in %ss", ticket_id, callback.url,
+                  attempt, give_up_s)
         return False
 
     async def cancel_pending(self) -> None:

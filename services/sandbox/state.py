@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from shared.events import Platform
 
 TicketStatus = Literal["open", "information_requested", "decided"]
-COUNTED = ("requests", "throttled", "errors", "unavailable")
+COUNTED = ("requests", "throttled", "errors", "unavailable", "hung")
 TAKES_DOWN = frozenset({"removed", "restricted", "account_suspended"})  # outcomes after which content is gone
 
 
@@ -40,8 +40,9 @@ class PlatformStats(BaseModel):
     decided: int = 0
     requests: int = Field(0, description="Requests to the platform's dialect: reports, polls, refused tokens.")
     throttled: int = Field(0, description="429s served.")
-    errors: int = Field(0, description="500s served.")
+    errors: int = Field(0, description="500s served (the error rate and `error` outages).")
     unavailable: int = Field(0, description="503s served during outages.")
+    hung: int = Field(0, description="Requests held past the client's timeout by `timeout` outages, then served.")
 
 
 class Stats(BaseModel):

@@ -1,17 +1,22 @@
 """How each platform's API treats traffic: outages, rate limits, latency and injected errors.
 
 Plain state over an injected clock and random source, so it is testable without sleeping.
+An outage is of one kind: `unavailable` (503 with Retry-After, as persona windows are), `error`
+(500, no Retry-After) or `timeout` (each request is held `hang_s` before it is served, so a client
+with a shorter timeout gives up on a report the platform then takes).
 """
 
 import math
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 from services.sandbox.personas import Persona, RateLimit
 from shared.events import Platform
 
 Clock = Callable[[], float]
+OutageKind = Literal["unavailable", "error", "timeout"]
 
 
 class TokenBucket:
@@ -40,6 +45,7 @@ class Traffic:
         self.started = clock()
         self.buckets: dict[Platform, TokenBucket] = {}
         self.outage_until: dict[Platform, float] = {}  # admin outages, in clock time
+        self.outage_kind: dict[Platform, tuple[OutageKind, float]] = {}  # admin outages' kind and hang_s
         self.cleared_at: dict[Platform, float] = {}    # when an admin last ended an outage
 
     def elapsed(self) -> float:
@@ -59,15 +65,28 @@ class Traffic:
         longest = max(remaining)
         return longest if longest > 0 else None
 
-    def start_outage(self, platform: Platform, seconds: float) -> float | None:
+    def start_outage(self, platform: Platform, seconds: float, kind: OutageKind = "unavailable",
+                     hang_s: float = 30.0) -> float | None:
         """An outage of platform from now for seconds; 0 ends any outage now. Returns what remains."""
         now = self.clock()
         if seconds > 0:
             self.outage_until[platform] = now + seconds
+            self.outage_kind[platform] = (kind, hang_s)
         else:
             self.outage_until.pop(platform, None)
+            self.outage_kind.pop(platform, None)
             self.cleared_at[platform] = now
         return self.outage_remaining_s(platform)
+
+    def outage(self, platform: Platform) -> tuple[OutageKind, float] | None:
+        """The kind (and hang_s) of platform's current outage; None when it is up.
+
+        An admin outage in effect gives its kind; a persona window is always `unavailable`."""
+        if self.outage_remaining_s(platform) is None:
+            return None
+        if self.outage_until.get(platform, 0) > self.clock():
+            return self.outage_kind.get(platform, ("unavailable", 0.0))
+        return "unavailable", 0.0
 
     def admit(self, platform: Platform) -> bool:
         """Whether platform's rate limit lets one more request through now."""
@@ -97,6 +116,7 @@ class Traffic:
         """Refill every rate limit and end every admin-started outage (persona windows stay)."""
         self.buckets.clear()
         self.outage_until.clear()
+        self.outage_kind.clear()
 
 
 def whole_seconds(seconds: float) -> int:

@@ -3,12 +3,16 @@ persona file and from the admin endpoint, and latency; each counted in /stats.""
 
 import time
 
+import httpx
+import pytest
 import yaml
 
+from services.sandbox.callbacks import Callback, Decider
+from services.sandbox.personas import parse_personas
 from tests.integration.test_sandbox_api import make_app, report, sandbox_client, signed
 from tests.integration.test_sandbox_dialects import (META, TIKTOK_KEY, X, YOUTUBE_KEY, keyed, meta_report,
                                                      poll_until_decided, tiktok_report, token, youtube_flag)
-from tests.support import eventually
+from tests.support import eventually, serving
 
 
 def persona_file(tmp_path, **platforms) -> str:
@@ -23,8 +27,8 @@ def app_with(tmp_path, **platforms):
     return make_app(policy=None, delay=None, sandbox_personas=persona_file(tmp_path, **platforms))
 
 
-async def flag(client, key: str):
-    return await client.post("/youtube/v1/flags", json=youtube_flag(key), headers=keyed(YOUTUBE_KEY, key))
+async def flag(client, key: str, **options):
+    return await client.post("/youtube/v1/flags", json=youtube_flag(key), headers=keyed(YOUTUBE_KEY, key), **options)
 
 
 async def platform_stats(client, platform: str) -> dict:
@@ -42,7 +46,7 @@ async def test_requests_beyond_the_burst_are_answered_429_with_a_retry_after_in_
         assert (await client.get("/youtube/v1/flags/youtube-none", headers=YOUTUBE_KEY)).status_code == 429
         assert await platform_stats(client, "youtube") == {
             "reports": 2, "duplicates": 0, "decided": 0, "requests": 4, "throttled": 2, "errors": 0,
-            "unavailable": 0}
+            "unavailable": 0, "hung": 0}
         # Other platforms have budgets of their own.
         tiktok = await client.post("/tiktok/v1/reports", json=tiktok_report(), headers=keyed(TIKTOK_KEY))
         assert tiktok.status_code == 201
@@ -80,7 +84,7 @@ async def test_an_outage_started_by_the_admin_answers_503_until_it_is_ended(tmp_
         flag_id = (await flag(client, "before")).json()["flag_id"]
         started = await client.post("/admin/youtube/outage", json={"seconds": 30})
         assert started.status_code == 200
-        assert started.json()["down"] is True and started.json()["until"]
+        assert started.json()["down"] is True and started.json()["until"] and started.json()["kind"] == "unavailable"
 
         during = await flag(client, "during")
         assert during.status_code == 503
@@ -90,10 +94,41 @@ async def test_an_outage_started_by_the_admin_answers_503_until_it_is_ended(tmp_
                                   headers=keyed(TIKTOK_KEY))).status_code == 201  # only youtube is down
 
         ended = await client.post("/admin/youtube/outage", json={"seconds": 0})
-        assert ended.json() == {"platform": "youtube", "down": False, "until": None}
+        assert ended.json() == {"platform": "youtube", "down": False, "until": None, "kind": None}
         assert (await flag(client, "after")).status_code == 201
         await poll_until_decided(client, f"/youtube/v1/flags/{flag_id}", YOUTUBE_KEY)
         assert (await platform_stats(client, "youtube"))["unavailable"] == 2
+
+
+async def test_an_error_outage_answers_500_without_retry_after_and_opens_no_ticket(tmp_path):
+    async with sandbox_client(app_with(tmp_path)) as client:
+        started = await client.post("/admin/youtube/outage", json={"seconds": 30, "kind": "error"})
+        assert started.json()["kind"] == "error"
+        failed = await flag(client, "during")
+        assert failed.status_code == 500 and "Retry-After" not in failed.headers
+        await client.post("/admin/youtube/outage", json={"seconds": 0})
+        assert (await flag(client, "during")).status_code == 201
+        stats = await platform_stats(client, "youtube")
+        assert (stats["errors"], stats["reports"], stats["duplicates"]) == (1, 1, 0)
+
+
+async def test_a_timeout_outage_holds_each_request_then_takes_the_report_the_client_gave_up_on(tmp_path):
+    # Over a real socket: the client's timeout must be able to expire while the sandbox holds the request.
+    async with serving(app_with(tmp_path)) as url, httpx.AsyncClient(base_url=url) as client:
+        await client.post("/admin/youtube/outage", json={"seconds": 30, "kind": "timeout", "hang_s": 0.5})
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            await flag(client, "hung", timeout=0.1)
+
+        async def taken():
+            return (await platform_stats(client, "youtube"))["reports"] == 1
+
+        await eventually(taken, 5, "the held report to be taken")
+        assert time.monotonic() - started >= 0.5
+        await client.post("/admin/youtube/outage", json={"seconds": 0})
+        assert (await flag(client, "hung")).status_code in (200, 201)  # the retry, with the same key
+        stats = await platform_stats(client, "youtube")
+        assert (stats["hung"], stats["reports"], stats["duplicates"]) == (1, 1, 1)
 
 
 async def test_an_outage_of_facebook_takes_down_the_meta_token_endpoint_and_facebook_reports(tmp_path):
@@ -153,3 +188,17 @@ async def test_reset_ends_admin_outages_and_refills_rate_limits(tmp_path):
         assert (await flag(client, "b")).status_code == 201
         assert (await client.post("/tiktok/v1/reports", json=tiktok_report(),
                                   headers=keyed(TIKTOK_KEY))).status_code == 201
+
+
+async def test_a_callback_is_posted_again_until_the_receiver_takes_it_and_abandoned_only_after_its_time(receiver):
+    decider = Decider(parse_personas({}), "seed", {})
+    callback = Callback(receiver.url, b"{}", lambda body: {})
+    async with httpx.AsyncClient(timeout=5) as client:
+        decider.client = client
+        receiver.answers = [503, 503, 500]  # the dispatcher's database is down, say
+        assert await decider.deliver("t-1", callback) is True
+        assert len(receiver.calls) == 4
+        receiver.answers = [503] * 100
+        started = time.monotonic()
+        assert await decider.deliver("t-2", callback, give_up_s=1.0) is False
+        assert 0.5 <= time.monotonic() - started <= 1.5 and 5 < len(receiver.calls) < 12

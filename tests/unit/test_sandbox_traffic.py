@@ -77,6 +77,21 @@ def test_an_admin_outage_lasts_its_seconds_and_zero_ends_it():
     assert t.outage_remaining_s(YT) is None
 
 
+def test_an_admin_outage_has_its_kind_and_a_persona_window_is_unavailable():
+    clock = Clock()
+    t = traffic(clock, outages=[{"start_s": 100, "end_s": 200}])
+    assert t.outage(YT) is None
+    t.start_outage(YT, 10, "timeout", hang_s=12)
+    assert t.outage(YT) == ("timeout", 12)
+    clock.advance(10)
+    assert t.outage(YT) is None
+    clock.advance(95)
+    assert t.outage(YT) == ("unavailable", 0)
+    t.start_outage(YT, 0)
+    t.start_outage(YT, 5, "error")
+    assert t.outage(YT)[0] == "error"
+
+
 def test_ending_an_outage_ends_the_current_window_but_not_later_ones():
     clock = Clock()
     t = traffic(clock, outages=[{"start_s": 0, "end_s": 10}, {"start_s": 20, "end_s": 30}])

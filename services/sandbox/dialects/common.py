@@ -1,9 +1,10 @@
 """What every dialect shares: the persona gate, credentials, Idempotency-Key, tickets and polls.
 
 Every request to a platform's dialect passes the gate first (before credentials and
-validation, as a platform's load balancer would answer): an outage answers 503, a spent rate
-limit 429 with Retry-After, then the persona's latency is waited out and, for reports, the
-persona's error rate answers 500.
+validation, as a platform's load balancer would answer): an outage answers 503 (or, started by
+the admin with another kind, 500, or holds the request past the client's timeout and then serves
+it), a spent rate limit 429 with Retry-After, then the persona's latency is waited out and, for
+reports, the persona's error rate answers 500.
 """
 
 import asyncio
@@ -30,14 +31,21 @@ CALLBACK_URL_PATTERN = r"^https?://"
 
 
 async def admit(sandbox: Sandbox, platform: Platform, *, report: bool) -> None:
-    """Count the request and refuse it as the platform's persona says (503, 429, 500), after its latency."""
+    """Count the request and refuse it as the platform's persona says (503, 429, 500), after its latency;
+    in a `timeout` outage, hold it for the outage's hang_s first and then go on as if up."""
     store, traffic = sandbox.store, sandbox.traffic
     store.count(platform, "requests")
-    remaining = traffic.outage_remaining_s(platform)
-    if remaining is not None:
+    outage = traffic.outage(platform)
+    if outage is not None and outage[0] == "timeout":
+        store.count(platform, "hung")
+        await asyncio.sleep(outage[1])  # the client has given up by now; the report is taken all the same
+    elif outage is not None and outage[0] == "error":
+        store.count(platform, "errors")
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, f"{platform.value}: internal error (outage)")
+    elif outage is not None:
         store.count(platform, "unavailable")
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"{platform.value} is unavailable (outage)",
-                            headers={"Retry-After": str(whole_seconds(remaining))})
+                            headers={"Retry-After": str(whole_seconds(traffic.outage_remaining_s(platform) or 1))})
     if not traffic.admit(platform):
         store.count(platform, "throttled")
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, f"{platform.value}: rate limit exceeded",
@@ -95,7 +103,7 @@ async def issue_token(request: Request, *, dialect: str, platforms: tuple[Platfo
     sandbox = sandbox_of(request)
     for platform in platforms:
         if sandbox.traffic.outage_remaining_s(platform) is not None:
-            await admit(sandbox, platform, report=False)  # counts it and raises the 503
+            await admit(sandbox, platform, report=False)  # counts it and answers as the outage's kind says
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     no_store = {"Cache-Control": "no-store"}
     if form.get("grant_type") != "client_credentials":
