@@ -18,6 +18,8 @@ from bench.common import Run, Target, env_float, env_int, env_ints
 from bench.load import Agency
 from bench.probe import RoundTrips
 from bench.procs import Monitor
+from bench.stages import read as stage_times
+from bench.stages import show as show_stages
 from bench.stack import running_stack, settings
 from bench.trail import DECIDED, DISPATCHED, SUBMITTED, Trail
 from services.ops import REPLAY_GROUP, measure_lag
@@ -92,7 +94,7 @@ async def measure(stack, partitions: int) -> dict:
         return round((last[key] - first[key]) / span, 1)
 
     return {
-        "partitions": partitions, "window_seconds": round(span, 1),
+        "partitions": partitions, "window_seconds": round(span, 1), "window_at": (first["at"], last["at"]),
         "decided_per_s": per_s(DECIDED),
         "by_path_decided_per_s": {"http": per_s("decided_http"), "kafka": per_s("decided_kafka")},
         "stages_recorded_per_s": {"submitted": per_s(SUBMITTED), "dispatched": per_s(DISPATCHED),
@@ -112,9 +114,11 @@ def main() -> None:
     runs = []
     for partitions in env_ints("BENCH_PARTITIONS", "3,6"):
         print(f"e2e: starting the stack with {partitions} partitions per topic")
-        with running_stack(partitions) as stack:
+        with running_stack(partitions, timers=True) as stack:
             used = settings(stack)
             result = asyncio.run(measure(stack, partitions))
+            window = result.pop("window_at")
+            result["stages"] = {name: stage_times(stack.data_dir, name, *window) for name in SERVICES}
         runs.append(result)
         by_path = result["by_path_decided_per_s"]
         print(f"e2e, {partitions} partitions: {result['decided_per_s']:,.0f} referrals/s decided and recorded "
@@ -123,6 +127,7 @@ def main() -> None:
         print(f"  CPU cores used: {result['cpu_cores']}")
         print(f"  round trips under load (p50 ms): "
               f"{ {k: v['p50'] for k, v in result['round_trips'].items()} }")
+        show_stages(result["stages"])
         print(f"  consumer lag at the window's end (where the backlog waits): {result['consumer_lag']['window_end']}")
     best = max(runs, key=lambda r: r["decided_per_s"])
     targets = [Target(f"end-to-end referrals/s ({best['partitions']} partitions)", best["decided_per_s"],

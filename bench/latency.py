@@ -21,6 +21,8 @@ from bench.common import Run, Target, env_float, percentiles
 from bench.load import Agency
 from bench.probe import RoundTrips
 from bench.procs import Monitor
+from bench.stages import read as stage_times
+from bench.stages import show as show_stages
 from bench.stack import running_stack, settings
 from bench.trail import Trail
 
@@ -88,7 +90,7 @@ async def measure(stack) -> dict:
     await trail.close()
     in_window = [t for t in agency.sent_at.values() if start <= t < end]
     acks = {p: ms([s for at, s in c.acks if start <= at < end]) for p, c in agency.paths.items()}
-    return {"rate": rate, "round_trips": probe.summary(start, end),
+    return {"rate": rate, "window_at": (start, end), "round_trips": probe.summary(start, end),
             "generator_per_s_in_window": round(len(in_window) / seconds, 1),
             "referrals_in_window": len(in_window), "acknowledgement_ms": acks, "offered": offered,
             **latencies(rows, agency.sent_at, start, end), "cpu_cores": monitor.cpu(start, end), "memory": memory}
@@ -96,9 +98,12 @@ async def measure(stack) -> dict:
 
 def main() -> None:
     run = Run("latency")
-    with running_stack(int(env_float("BENCH_LATENCY_PARTITIONS", 3))) as stack:
+    with running_stack(int(env_float("BENCH_LATENCY_PARTITIONS", 3)), timers=True) as stack:
         used = settings(stack)
         result = asyncio.run(measure(stack))
+        window = result.pop("window_at")
+        result["stages"] = {name: stage_times(stack.data_dir, name, *window) for name in ("intake", "dispatcher",
+                                                                                          "outcomes")}
     spans = result["spans_ms"]
     print(f"latency at {result['rate']:.0f}/s (generator achieved {result['generator_per_s_in_window']}/s), ms:")
     for name, p in spans.items():
@@ -106,6 +111,7 @@ def main() -> None:
     print(f"  acknowledgement (HTTP 202 / broker ack), ms: {result['acknowledgement_ms']}")
     print(f"  round trips under load (p50 / p99 ms): "
           f"{ {k: (v['p50'], v['p99']) for k, v in result['round_trips'].items()} }")
+    show_stages(result["stages"])
     print(f"  missing after the wait: {result['missing']}; CPU cores: {result['cpu_cores']}")
     targets = [Target(f"p99 submission to dispatched at {result['rate']:.0f}/s, ms",
                       spans.get("to_dispatched", {}).get("p99"), "ms", TARGET_P99_MS, "at_most")]

@@ -80,6 +80,16 @@ def round_trips(label: str, trips: dict | None) -> list[str]:
     return [f"Round trips timed once a second from the generator's process, {label} (p50 / p99 ms): {shown}.", ""]
 
 
+def stages_section(label: str, stages: dict | None) -> list[str]:
+    if not stages:
+        return []
+    rows = [[name, stage, num(s["per_s"], 1), num(s["mean_ms"], 1), num(s["p50_ms"], 1), num(s["p95_ms"], 1),
+             num(s["p99_ms"], 1), num(s["in_flight"], 2)]
+            for name, found in stages.items() for stage, s in found.items()]
+    return [f"Stage timers inside the services, {label} (waits included; percentiles within 25%):", "",
+            *table(["service", "stage", "calls/s", "mean ms", "p50", "p95", "p99", "under way at once"], rows)]
+
+
 def e2e_section(r: dict) -> list[str]:
     rows = [[run["partitions"], num(run["decided_per_s"]), num(run["by_path_decided_per_s"]["http"]),
              num(run["by_path_decided_per_s"]["kafka"]),
@@ -94,7 +104,8 @@ def e2e_section(r: dict) -> list[str]:
                      "consumer lag at the end"], rows)]
     for run in r["runs"]:
         lines += [f"CPU cores used, {run['partitions']} partitions: {cpu_rows(run['cpu_cores'])}.", "",
-                  *round_trips(f"{run['partitions']} partitions", run.get("round_trips"))]
+                  *round_trips(f"{run['partitions']} partitions", run.get("round_trips")),
+                  *stages_section(f"{run['partitions']} partitions", run.get("stages"))]
     return lines
 
 
@@ -108,7 +119,8 @@ def latency_section(r: dict) -> list[str]:
     return [f"### Latency at {num(r['rate'])} referrals/s (generator achieved {achieved}/s)",
             "", *table(["span (ms)", "p50", "p95", "p99", "max", "n"], rows),
             f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}. "
-            f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "", *round_trips("at this rate", r.get("round_trips"))]
+            f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "", *round_trips("at this rate", r.get("round_trips")),
+            *stages_section("at this rate", r.get("stages"))]
 
 
 def ingest_section(r: dict) -> list[str]:

@@ -12,8 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.stages import timer_env
 from services.supervisor import SERVICES, Stack
-from shared.embedded import free_port
+from shared.embedded import free_port, wait_until
 from tests.faults.harness import stack_env
 
 SLUGS = ("meta", "x", "tiktok", "youtube", "webhook")
@@ -49,17 +50,19 @@ def settings(stack: Stack) -> dict:
 
 
 @contextlib.contextmanager
-def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), **overrides: str) -> Iterator[Stack]:
-    """The stack started (infrastructure, then names) and healthy; everything stopped on the way out,
-    whatever ends the run (an error, Ctrl-C, SIGTERM)."""
+def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), timers: bool = False,
+                  **overrides: str) -> Iterator[Stack]:
+    """The stack started (infrastructure, then names, with stage timers if asked) and healthy;
+    everything stopped on the way out, whatever ends the run (an error, Ctrl-C, SIGTERM)."""
     stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="takedown-bench-") as tmp:
         stack = Stack(Path(tmp) / "stack", kafka_port=free_port(), env=bench_env(Path(tmp), partitions, **overrides))
         try:
-            if names:
-                stack.start(names)
-            else:
-                stack.start_infrastructure()
+            stack.start_infrastructure()
+            for name in names:
+                stack.spawn(name, **(timer_env(name, stack.data_dir) if timers else {}))
+            for name in names:
+                wait_until(lambda n=name: stack.healthy(n), 90, f"{name} to be healthy")
             yield stack
         finally:
             stack.stop_all()
