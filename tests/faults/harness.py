@@ -44,10 +44,12 @@ ADAPTERS = {slug: {"rate_limit": {"per_second": 5000, "burst": 5000}, "max_in_fl
 HISTORY = ("referral.submitted", "referral.dispatched", "takedown.decided")
 
 
-def stack_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """The environment of a stack of its own: free ports, its own embedded servers, fast settings."""
+def stack_env(tmp_path: Path, adapters_over: dict | None = None, **overrides: str) -> dict[str, str]:
+    """The environment of a stack of its own: free ports, its own embedded servers, fast settings;
+    adapters_over lays settings over an adapter's (e.g. {"youtube": {"timeout_s": 2}})."""
     adapters = tmp_path / "adapters.json"  # JSON is YAML
-    adapters.write_text(json.dumps(ADAPTERS))
+    adapters.write_text(json.dumps({slug: {**config, **(adapters_over or {}).get(slug, {})}
+                                    for slug, config in ADAPTERS.items()}))
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
     ports = {name: str(free_port()) for name in ("INTAKE_PORT", "DISPATCHER_PORT", "OUTCOMES_PORT", "SANDBOX_PORT",
                                                   "SANDBOX_SMTP_PORT")}
@@ -66,9 +68,10 @@ def stack_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_stack(tmp_path: Path, crash: dict[str, str] | None = None, **overrides: str):
+async def running_stack(tmp_path: Path, crash: dict[str, str] | None = None, adapters_over: dict | None = None,
+                        **overrides: str):
     """The whole stack on servers of its own; crash maps a service to its TAKEDOWN_CRASH_AT."""
-    stack = Stack(tmp_path / "stack", kafka_port=free_port(), env=stack_env(tmp_path, **overrides))
+    stack = Stack(tmp_path / "stack", kafka_port=free_port(), env=stack_env(tmp_path, adapters_over, **overrides))
     try:
         await asyncio.to_thread(stack.start_infrastructure)
         for name in ("sandbox", "outcomes", "dispatcher", "intake"):
@@ -113,6 +116,11 @@ class Agency:
     bootstrap: str
     acknowledged: set[str] = field(default_factory=set)
     refusals: Counter = field(default_factory=Counter)  # what made it retry, by status or error
+    via: Counter = field(default_factory=Counter)  # acknowledgements by path: "http", "kafka"
+
+    def tally(self) -> Counter:
+        """Acknowledgements by path and refusals so far; later.tally() - earlier one is what a window saw."""
+        return Counter({f"acknowledged over {path}": n for path, n in self.via.items()}) + self.refusals
 
     async def refer(self, items: list[dict], batch: int = 100, deadline_s: float = 180) -> None:
         """Half over the batch API, half onto referrals.inbound, until every item is acknowledged."""
@@ -141,6 +149,7 @@ class Agency:
         results = response.json()["results"]
         assert all(r["status"] in ("accepted", "duplicate") for r in results), results
         self.acknowledged.update(item["idempotency_key"] for item in chunk)
+        self.via["http"] += len(chunk)
         return True
 
     async def over_kafka(self, items: list[dict], deadline_s: float = 180) -> None:
@@ -159,6 +168,7 @@ class Agency:
                     try:
                         await future
                         self.acknowledged.add(item["idempotency_key"])
+                        self.via["kafka"] += 1
                     except KafkaError as exc:
                         self.refusals[type(exc).__name__] += 1
             except KafkaError as exc:
