@@ -1,5 +1,6 @@
 """The `takedown` command: run one service, or the whole stack with `takedown run`."""
 
+import gc
 import importlib
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def _serve(name: str, settings_class: str) -> None:
     settings = getattr(importlib.import_module(f"services.{name}.config"), settings_class)()
     configure_logging(settings.log_level)
     service_app = importlib.import_module(f"services.{name}.app").create_app(settings)
+    # What start-up made (modules, classes, schemas) lives as long as the process: frozen, it is not
+    # walked by every full collection, which the garbage of busy batches otherwise triggers often.
+    gc.freeze()
     serve(service_app, getattr(settings, f"{name}_host"), getattr(settings, f"{name}_port"), name)
 
 

@@ -61,7 +61,8 @@ async def history_events(session: AsyncSession, referral_ids: list[UUID],
     found: dict[UUID, list[Event]] = {rid: [] for rid in referral_ids}
     for row in await session.execute(HISTORY, {"ids": referral_ids}):
         if (event := known.get(row.event_id)) is not None:
-            event = event.model_copy(update={"time": row.occurred_at})
+            if event.time.utcoffset():  # same moment; given in UTC, as recorded, for the projection
+                event = event.model_copy(update={"time": row.occurred_at})
         else:  # validated when it was recorded: rebuilt without validating the envelope again
             event = Event.model_construct(id=row.event_id, source=row.source, actor=row.actor, time=row.occurred_at,
                                           data=EVENT_TYPES[row.event_type].model_validate_json(row.data))

@@ -27,7 +27,7 @@ def parse_event(headers: dict[str, str], body: bytes) -> Event:
         raise Poison(str(exc)) from exc
 
 
-def register(broker: KafkaBroker, service: OutcomesService, options: dict, batch_size: int = 500) -> None:
+def register(broker: KafkaBroker, service: OutcomesService, options: dict, batch_size: int = 1000) -> None:
     """Subscribe to the lifecycle topics; commit a batch only after the database commit."""
 
     @broker.subscriber(*LIFECYCLE, **options, batch=True, max_records=batch_size,
