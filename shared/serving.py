@@ -34,7 +34,9 @@ def serve(app: FastAPI, host: str, port: int, name: str) -> None:
 
 def install_error_handlers(app: FastAPI, unavailable: str) -> None:
     """Answer 422 for bad input, 503 with Retry-After when a backing service is down, 500 for anything else."""
-    from shared.reliability import is_transient
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.reliability import TRANSIENT, is_transient
 
     log = logging.getLogger(app.title)
 
@@ -45,13 +47,18 @@ def install_error_handlers(app: FastAPI, unavailable: str) -> None:
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True, separators=(",", ":"))
         return Response(body, status_code=422, media_type="application/json")
 
-    @app.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         if is_transient(exc):
             log.warning("503 on %s: %r", request.url.path, exc)
             return JSONResponse({"detail": unavailable}, status_code=503, headers={"Retry-After": "5"})
         log.exception("unhandled error on %s", request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    # Outage errors by class first: Starlette answers those and is done, where a handler of
+    # Exception answers and then re-raises to the server, which logs a traceback for every 503.
+    for outage in (*TRANSIENT, DBAPIError):
+        app.add_exception_handler(outage, on_error)
+    app.add_exception_handler(Exception, on_error)
 
 
 def add_health(app: FastAPI, service: str, engine=None) -> None:
