@@ -16,8 +16,10 @@ from shared import topics
 from shared.events import (Event, InvalidEvent, ReferralAppealed, ReferralEscalated, ReferralSubmitted, from_kafka,
                            to_kafka)
 from shared.faults import crash_point
-from shared.kafka import dead_letter, record_position
+from shared.kafka import dead_letter_record
 from shared.reliability import Poison, process_or_dead_letter
+
+ROUTE_BATCH = 500  # records the router takes from a poll
 
 
 def parse_event(headers: dict, raw: bytes) -> Event:
@@ -61,22 +63,30 @@ def register(broker: KafkaBroker, service: DispatchService, options: dict, lane_
              platforms: tuple[str, ...]) -> None:
     """Subscribe the router, and a lane and retry consumer for each platform."""
 
-    @broker.subscriber(topics.REFERRALS_SUBMITTED, **options, description="New referrals, routed to their lanes.")
+    @broker.subscriber(topics.REFERRALS_SUBMITTED, **options, batch=True, max_records=ROUTE_BATCH,
+                       description="New referrals, routed to their lanes.")
     async def route(msg: KafkaMessage) -> None:
-        record = as_record(msg.raw_message, msg.headers)
-
-        async def work() -> None:
-            wanted = to_dispatch(parse_event(msg.headers, record.value), record)
-            if wanted is not None:
-                await service.route(*wanted)
-
-        async def to_dlq(reason: str, attempts: int) -> None:
-            await dead_letter(broker, topics.DISPATCH_DLQ, msg, reason, attempts)
-
-        await process_or_dead_letter(work, to_dlq, what=record_position(msg))
+        # A poll's records are routed together: their lane records are acknowledged by the broker
+        # together, not one round trip after another. Offsets are committed once all are routed.
+        await asyncio.gather(*(_route_one(broker, service, raw, headers)
+                               for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True)))
 
     for platform in platforms:
         _register_lane(broker, service, platform, lane_options)
+
+
+async def _route_one(broker: KafkaBroker, service: DispatchService, raw, headers: dict[str, str]) -> None:
+    record = as_record(raw, headers)
+
+    async def work() -> None:
+        wanted = to_dispatch(parse_event(record.headers, record.value), record)
+        if wanted is not None:
+            await service.route(*wanted)
+
+    async def to_dlq(reason: str, attempts: int) -> None:
+        await dead_letter_record(broker, topics.DISPATCH_DLQ, raw, headers, reason, attempts)
+
+    await process_or_dead_letter(work, to_dlq, what=f"{raw.topic}/{raw.partition}/{raw.offset}")
 
 
 def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str, options: dict) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from services.outcomes import db
@@ -105,3 +106,16 @@ async def test_a_batch_recorded_again_changes_nothing_and_returns_no_new_events(
     assert await service.record(events) == []
     assert await stored_state(sessions, events[0]) == before
 
+
+
+async def test_a_value_too_long_for_its_column_is_refused_not_cut_short(sessions, database_url):
+    """The chain hashes the whole actor: a cut one stored would no longer match its hash."""
+    submitted = lifecycle()[0].model_copy(update={"actor": "agency:" + "x" * 400})  # actor is VARCHAR(300)
+
+    with pytest.raises(DBAPIError, match="too long"):
+        await OutcomesService(sessions).record([submitted])
+
+    engine = create_async_engine(database_url)
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM outcomes.audit_events"))).scalar() == 0
+    await engine.dispose()
