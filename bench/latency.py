@@ -44,6 +44,7 @@ def latencies(rows, sent_at: dict[str, float], start: float, end: float) -> dict
             spans.setdefault(name, []).append(value)
 
     missing = {"dispatched": 0, "decided": 0}
+    quarters: list[list[float]] = [[], [], [], []]  # to dispatched, by when it was sent: a queue grows
     for row in rows:
         sent = sent_at.get(row["key"])
         if sent is None or not start <= sent < end:
@@ -55,12 +56,14 @@ def latencies(rows, sent_at: dict[str, float], start: float, end: float) -> dict
             add("to_dispatched", row["dispatched_at"] - sent)
             add(f"to_dispatched_via_{row['via']}", row["dispatched_at"] - sent)
             add("intake_to_dispatched", row["dispatched_at"] - row["submitted_at"])
+            quarters[min(int(4 * (sent - start) / (end - start)), 3)].append(row["dispatched_at"] - sent)
         if row["decided_recorded"] is None:
             missing["decided"] += 1
         else:
             add("to_recorded", row["decided_recorded"] - sent)
             add(f"to_recorded: {MODES[row['platform']]}", row["decided_recorded"] - sent)
-    return {"spans_ms": {name: ms(values) for name, values in sorted(spans.items())}, "missing": missing}
+    return {"spans_ms": {name: ms(values) for name, values in sorted(spans.items())}, "missing": missing,
+            "to_dispatched_p50_ms_by_quarter": [ms(q)["p50"] for q in quarters]}
 
 
 async def wait_for_decisions(trail: Trail, agency: Agency, expected: int, timeout: float) -> list:
@@ -111,6 +114,8 @@ def main() -> None:
     print(f"  acknowledgement (HTTP 202 / broker ack), ms: {result['acknowledgement_ms']}")
     print(f"  round trips under load (p50 / p99 ms): "
           f"{ {k: (v['p50'], v['p99']) for k, v in result['round_trips'].items()} }")
+    print(f"  p50 to dispatched by quarter of the window (growing: a queue builds up): "
+          f"{result['to_dispatched_p50_ms_by_quarter']}")
     show_stages(result["stages"])
     print(f"  missing after the wait: {result['missing']}; CPU cores: {result['cpu_cores']}")
     targets = [Target(f"p99 submission to dispatched at {result['rate']:.0f}/s, ms",

@@ -118,6 +118,9 @@ def latency_section(r: dict) -> list[str]:
     achieved = num(r["generator_per_s_in_window"], 1)
     return [f"### Latency at {num(r['rate'])} referrals/s (generator achieved {achieved}/s)",
             "", *table(["span (ms)", "p50", "p95", "p99", "max", "n"], rows),
+            f"p50 to dispatched, by quarter of the window: "
+            f"{' / '.join(num(q, 1) for q in r.get('to_dispatched_p50_ms_by_quarter', []))} ms (growing when a queue "
+            "builds up). "
             f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}. "
             f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "", *round_trips("at this rate", r.get("round_trips")),
             *stages_section("at this rate", r.get("stages"))]
