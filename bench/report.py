@@ -121,7 +121,8 @@ def latency_section(r: dict) -> list[str]:
             f"p50 to dispatched, by quarter of the window: "
             f"{' / '.join(num(q, 1) for q in r.get('to_dispatched_p50_ms_by_quarter', []))} ms (growing when a queue "
             "builds up). "
-            f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}. "
+            f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}"
+            f"{' (counted as taking until then: the figures are lower bounds)' if r.get('lower_bounds') else ''}. "
             f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "", *round_trips("at this rate", r.get("round_trips")),
             *stages_section("at this rate", r.get("stages"))]
 
