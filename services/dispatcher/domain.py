@@ -5,6 +5,7 @@ callback or a second poll of the same answer produces the same event id, and the
 service records it once.
 """
 
+from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from services.dispatcher.adapters.base import Decision, InformationRequest, PlatformAnswer
@@ -20,10 +21,13 @@ def stable_id(*parts: object) -> UUID:
 
 
 def dispatched(referral_id: UUID, platform: Platform, adapter: str, ticket_id: str, attempts: int,
-               dispatch: int = 1) -> Event:
+               dispatch: int = 1, at: datetime | None = None) -> Event:
+    """The referral reached the platform; at is when the report was sent, so that a decision the
+    platform made before we had written this down is still after it in the referral's history."""
     data = ReferralDispatched(referral_id=referral_id, platform=platform, adapter=adapter,
                               ticket_id=ticket_id, attempts=attempts, dispatch=dispatch)
-    return Event(id=stable_id(referral_id, "dispatched", ticket_id), source=SOURCE, actor=SERVICE, data=data)
+    return Event(id=stable_id(referral_id, "dispatched", ticket_id), source=SOURCE, actor=SERVICE, data=data,
+                 **({"time": at} if at else {}))
 
 
 def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason: str,

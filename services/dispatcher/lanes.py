@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from services.dispatcher.adapters.base import DeliveryError, PlatformAdapter, Receipt
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Delivered:
     receipt: Receipt
+    sent_at: datetime | None = None  # when the report went out: no platform answer precedes it
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Lane:
         async with self.in_flight:
             await self._wait(self.breaker.wait_s, "circuit open")
             await self._wait(self.bucket.wait_s, "rate limited")
+            sent_at = datetime.fromtimestamp(self.wall_clock(), UTC)
             try:
                 receipt = await self.adapter.submit(referral)
             except DeliveryError as error:
@@ -78,7 +81,7 @@ class Lane:
                          referral.referral_id, attempt, error.reason, type(result).__name__)
                 return result
             self.breaker.record_success()
-            return Delivered(receipt)
+            return Delivered(receipt, sent_at)
 
     async def throttle(self) -> None:
         """Wait until the platform's rate limit allows one more request (polls use it too)."""

@@ -47,11 +47,11 @@ class DispatchService:
         result = await lane.deliver(referral, record.attempt)
         rid, platform, slug = referral.referral_id, referral.platform, lane.adapter.slug
         match result:
-            case Delivered(receipt):
+            case Delivered(receipt, sent_at):
                 crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
                 await self._opened(lane.adapter, platform, receipt.ticket_id, rid, receipt.answer is None)
                 await self.outbound.event(REFERRALS_DISPATCH, domain.dispatched(
-                    rid, platform, slug, receipt.ticket_id, record.attempt, referral.dispatch))
+                    rid, platform, slug, receipt.ticket_id, record.attempt, referral.dispatch, at=sent_at))
                 if receipt.answer is not None:
                     await self.record_answers(platform, [receipt.answer])
                 crash_point("dispatcher.published")  # published; the lane's offset not yet committed

@@ -80,6 +80,13 @@ def _apply(state: dict[str, Any], event: Event) -> None:
     state["referral_id"] = event.referral_id
     state["last_event_at"] = event.time
     target, current = TARGET[event.type], Status(state["status"]) if state["status"] else None
+    if event.type == "referral.dispatched" and current in PLATFORM_ANSWERS and (
+            state["ticket_id"] == event.data.ticket_id):
+        # The platform had answered on this very ticket first: its clock is behind ours, or the
+        # dispatch was written down late (a dispatcher restarted and reported again, and the
+        # platform answered the replay with the ticket it had). A late record, not a step back.
+        _record_facts(state, event)
+        return
     if target is not None:
         why = _refusal(current, target, state)
         if why:

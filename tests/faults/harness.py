@@ -211,9 +211,12 @@ class Trail:
         return all(key in histories and all(histories[key][t] >= 1 for t in HISTORY) for key in keys)
 
     async def statuses(self) -> Counter:
+        """status/outcome of every referral, '/anomalous' added where its history has an impossible
+        transition (events recorded out of their order, or twice)."""
         async with self.engine.connect() as conn:
             return Counter(dict((await conn.execute(text(
-                "SELECT status || '/' || outcome, count(*) FROM outcomes.referrals GROUP BY 1"))).all()))
+                "SELECT status || '/' || outcome || CASE WHEN anomalies = '[]' THEN '' ELSE '/anomalous' END, "
+                "count(*) FROM outcomes.referrals GROUP BY 1"))).all()))
 
 
 async def tickets(sandbox: str) -> Counter:

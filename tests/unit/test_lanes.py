@@ -1,6 +1,7 @@
 """A platform's lane without Kafka: breaker, rate limit, in-flight cap and the retry policy."""
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +40,7 @@ async def test_a_report_the_platform_takes_is_delivered_with_its_ticket():
 
     result = await lane_for(adapter, time).deliver(r, attempt=1)
 
-    assert result == Delivered(result.receipt) and result.receipt.ticket_id == f"T-{r.referral_id}"
+    assert isinstance(result, Delivered) and result.receipt.ticket_id == f"T-{r.referral_id}"
 
 
 async def test_a_transient_failure_is_retried_later_with_backoff_not_in_place():
@@ -140,3 +141,16 @@ def test_the_retry_policy_never_waits_less_than_the_platform_asked():
     result = policy.after_failure(DeliveryError("429", permanent=False, retry_after=7), attempt=1, now=0)
 
     assert result == RetryLater("429", not_before=7)
+
+
+
+async def test_a_delivery_says_when_the_report_was_sent():
+    """The dispatched event carries the moment the report went out, not when it was written down:
+    a platform that decides at once (or in its answer) still decides after it."""
+    time = Time()
+    time.now = 1_700_000_000.0
+
+    result = await lane_for(FakeAdapter(), time).deliver(referral(), attempt=1)
+
+    assert isinstance(result, Delivered)
+    assert result.sent_at == datetime.fromtimestamp(1_700_000_000.0, UTC)

@@ -144,3 +144,20 @@ def test_a_dispatch_failure_after_the_dispatch_is_recorded_without_moving_the_st
     state = project([submitted(), dispatched(1), failed(2, "late duplicate")])
 
     assert state["status"] == "dispatched" and state["anomalies"][0]["why"] == "dispatched cannot become dispatch_failed"
+
+
+def test_a_dispatch_recorded_after_the_platform_answered_on_its_ticket_is_late_not_an_anomaly():
+    """A dispatcher restarted after the platform took the report reports it again; the platform
+    answers the replay with the ticket it had, already decided: our dispatch is stamped later."""
+    state = project([submitted(0), removed(2, ticket="FB-1"), dispatched(3, ticket="FB-1")])
+    assert state["status"] == "decided" and state["outcome"] == "removed"
+    assert state["anomalies"] == []
+    assert state["dispatched_at"] == at(3) and state["dispatches"] == 1
+    assert [t["to"] for t in state["transitions"]] == ["submitted", "decided"]
+
+
+def test_a_dispatch_on_another_ticket_after_a_decision_is_still_an_anomaly():
+    state = project([submitted(0), dispatched(1, ticket="FB-1"), removed(2, ticket="FB-1"),
+                     dispatched(3, ticket="FB-2")])
+    assert state["status"] == "decided"
+    assert [a["why"] for a in state["anomalies"]] == ["decided cannot become dispatched"]
