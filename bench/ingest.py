@@ -53,18 +53,20 @@ async def service_ingest(stack, url: str, count: int, profile_s: float) -> dict:
         while position < count and time.monotonic() < deadline:
             position = await conn.fetchval("SELECT position FROM outcomes.audit_head")
             if position and started is None:
-                started, first = time.perf_counter(), position
+                started, first, began_at = time.perf_counter(), position, time.time()
                 if profile_s:
                     profiling = asyncio.create_task(asyncio.to_thread(
                         profile.record, {"outcomes": stack.children["outcomes"].pid}, profile_s, "ingest"))
             await asyncio.sleep(0.02)
-        seconds = time.perf_counter() - started
+        if started is None:
+            raise RuntimeError("the outcomes service recorded nothing in 600 s: see its log")
+        seconds, ended_at = time.perf_counter() - started, time.time()
         profiles = await profiling if profiling else {}
     finally:
         await conn.close()
     done = position - first
     return {"events": done, "seconds": round(seconds, 2), "events_per_s": round(done / seconds),
-            "complete": position >= count, "profile": profiles.get("outcomes")}
+            "complete": position >= count, "profile": profiles.get("outcomes"), "window_at": (began_at, ended_at)}
 
 
 async def measure(stack, monitor: Monitor) -> dict:
@@ -79,7 +81,8 @@ async def measure(stack, monitor: Monitor) -> dict:
     service = await service_ingest(stack, await fresh_database(url, "ingest_service"), len(events),
                                    env_float("BENCH_PROFILE_S", 15))
     print(f"service: {service['events_per_s']:,} events/s")
-    return {"copy": copy, "naive": naive, "service": service, "memory": monitor.memory()}
+    return {"copy": copy, "naive": naive, "service": service, "memory": monitor.memory(),
+            "cpu_cores_while_the_service_ingests": monitor.cpu(*service.pop("window_at"))}
 
 
 def main() -> None:

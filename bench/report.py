@@ -136,7 +136,8 @@ def ingest_section(r: dict) -> list[str]:
              num(r["ratios"]["of_copy"], 3)]]
     return ["### Outcomes ingest", "", *table(["writer", "events", "events/s", "share of COPY"], rows),
             f"The service: {r['ratios']['of_copy']:.1%} of COPY, {r['ratios']['of_naive']:.1f} times the naive "
-            "consumer.", ""]
+            "consumer. CPU cores used while the service ingested: "
+            f"{cpu_rows(r.get('cpu_cores_while_the_service_ingests', {}))}.", ""]
 
 
 def memory_section(r: dict) -> list[str]:
