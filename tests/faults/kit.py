@@ -19,24 +19,25 @@ from tests.support import TopicReader, eventually, headers_of
 PORTS = {"outcomes": "OUTCOMES_PORT", "dispatcher": "DISPATCHER_PORT"}
 
 
-async def trail_grows(stack: Stack, by: int, timeout: float = 120) -> int:
-    """Wait until `by` more events are in the audit trail than now (work flowed); its new length."""
+async def audit_head(stack: Stack) -> int:
+    """How many events the audit trail holds now (its head's position)."""
     engine = create_async_engine(stack.env["DATABASE_URL"])
-
-    async def head() -> int:
+    try:
         async with engine.connect() as conn:
             return (await conn.execute(text("SELECT position FROM outcomes.audit_head"))).scalar() or 0
-
-    try:
-        start = await head()
-
-        async def grown() -> int:
-            now = await head()
-            return now if now >= start + by else 0
-
-        return await eventually(grown, timeout, f"{by} more events in the audit trail (from {start})", interval=0.2)
     finally:
         await engine.dispose()
+
+
+async def trail_grows(stack: Stack, by: int, since: int | None = None, timeout: float = 120) -> int:
+    """Wait until the audit trail holds `by` more events than `since` (by default: now); its new length."""
+    start = await audit_head(stack) if since is None else since
+
+    async def grown() -> int:
+        now = await audit_head(stack)
+        return now if now >= start + by else 0
+
+    return await eventually(grown, timeout, f"{by} more events in the audit trail (from {start})", interval=0.2)
 
 
 async def committed(bootstrap: str, group: str, *names: str) -> dict[tuple[str, int], int | None]:

@@ -29,7 +29,7 @@ async def test_a_broker_frozen_for_20_seconds_loses_and_duplicates_nothing(tmp_p
         agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
         items = submissions(COUNT + DURING)
         referring = asyncio.ensure_future(agency.refer(items[:COUNT]))
-        await trail_grows(stack, 200)  # mid-flow: every service has work in hand
+        await trail_grows(stack, 200, since=0)  # mid-flow: every service has work in hand
         before = agency.tally()
         await asyncio.to_thread(stack.pause_broker)
         clock = Clock()
@@ -54,7 +54,7 @@ async def test_a_database_stopped_for_20_seconds_gets_503s_and_loses_nothing(tmp
         agency = Agency(stack.url("intake"), bootstrap)
         items = submissions(COUNT + DURING)
         referring = asyncio.ensure_future(agency.refer(items[:COUNT]))
-        await trail_grows(stack, 200)
+        await trail_grows(stack, 200, since=0)
         await asyncio.to_thread(stack.stop_database)
         clock = Clock()
         try:

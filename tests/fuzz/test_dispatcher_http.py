@@ -22,7 +22,7 @@ SIGNED = {"facebook": ("X-Hub-Signature-256", "sandbox-meta-app-secret"),
           "other": ("X-Takedown-Signature", "sandbox-webhook-secret")}
 OPERATOR = {"X-Actor": "user:fuzz"}
 DECISION = {"visibility": ["content_removed"], "ground": "illegal_content", "decided_at": "2026-11-22T10:00:00Z"}
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | looking_like_attacks(),
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | looking_like_attacks(),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
                     max_leaves=12)
 
