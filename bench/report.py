@@ -109,22 +109,25 @@ def e2e_section(r: dict) -> list[str]:
     return lines
 
 
-def latency_section(r: dict) -> list[str]:
-    rows = [[name.replace("_", " "), num(p["p50"], 1), num(p["p95"], 1), num(p["p99"], 1), num(p["max"], 1),
-             num(p["count"])] for name, p in r["spans_ms"].items()]
-    rows += [[f"acknowledgement over {path} ({'202' if path == 'http' else 'broker ack'})", num(p["p50"], 1),
-              num(p["p95"], 1), num(p["p99"], 1), num(p["max"], 1), num(p["count"])]
-             for path, p in r["acknowledgement_ms"].items()]
-    achieved = num(r["generator_per_s_in_window"], 1)
-    return [f"### Latency at {num(r['rate'])} referrals/s (generator achieved {achieved}/s)",
-            "", *table(["span (ms)", "p50", "p95", "p99", "max", "n"], rows),
-            f"p50 to dispatched, by quarter of the window: "
-            f"{' / '.join(num(q, 1) for q in r.get('to_dispatched_p50_ms_by_quarter', []))} ms (growing when a queue "
-            "builds up). "
-            f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}"
-            f"{' (counted as taking until then: the figures are lower bounds)' if r.get('lower_bounds') else ''}. "
-            f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "", *round_trips("at this rate", r.get("round_trips")),
-            *stages_section("at this rate", r.get("stages"))]
+def latency_section(result: dict) -> list[str]:
+    lines = []
+    for r in result.get("runs", [result]):
+        rows = [[name.replace("_", " "), num(p["p50"], 1), num(p["p95"], 1), num(p["p99"], 1), num(p["max"], 1),
+                 num(p["count"])] for name, p in r["spans_ms"].items()]
+        rows += [[f"acknowledgement over {path} ({'202' if path == 'http' else 'broker ack'})", num(p["p50"], 1),
+                  num(p["p95"], 1), num(p["p99"], 1), num(p["max"], 1), num(p["count"])]
+                 for path, p in r["acknowledgement_ms"].items()]
+        achieved = num(r["generator_per_s_in_window"], 1)
+        lines += [f"### Latency at {num(r['rate'])} referrals/s (generator achieved {achieved}/s)", "",
+                  *table(["span (ms)", "p50", "p95", "p99", "max", "n"], rows),
+                  f"p50 to dispatched, by quarter of the window: "
+                  f"{' / '.join(num(q, 1) for q in r.get('to_dispatched_p50_ms_by_quarter', []))} ms. "
+                  f"Not dispatched / not decided when read: {r['missing']['dispatched']} / {r['missing']['decided']}"
+                  f"{' (counted as taking until then: lower bounds)' if r.get('lower_bounds') else ''}. "
+                  f"CPU cores used: {cpu_rows(r['cpu_cores'])}.", "",
+                  *round_trips(f"at {num(r['rate'])}/s", r.get("round_trips")),
+                  *stages_section(f"at {num(r['rate'])}/s", r.get("stages"))]
+    return lines
 
 
 def ingest_section(r: dict) -> list[str]:
