@@ -63,8 +63,14 @@ def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), tim
             stack.start_infrastructure()
             for name in names:
                 stack.spawn(name, **(timer_env(name, stack.data_dir) if timers else {}))
-            for name in names:
-                wait_until(lambda n=name: stack.healthy(n), 90, f"{name} to be healthy")
+            try:
+                for name in names:
+                    wait_until(lambda n=name: stack.healthy(n), 90, f"{name} to be healthy")
+            except (RuntimeError, TimeoutError):
+                for name in names:  # the logs go with the temporary directory: show why now
+                    tail = (stack.data_dir / "logs" / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+                    print(f"--- {name}'s log, last lines:", *tail, sep="\n")
+                raise
             yield stack
         finally:
             stack.stop_all()
