@@ -5,14 +5,12 @@ storage) starts in about 50 ms, so each integration test gets a clean broker of 
 consumer groups and topics never leak from one test into the next.
 """
 
-import asyncio
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from shared.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
+from tests.seed import fresh_database
 from tests.support import Receiver, serving
 
 # Groups here have one member: a short session makes the first join take ~1 s, not 5.
@@ -30,16 +28,7 @@ def postgres_server(tmp_path_factory):
 @pytest.fixture
 def database_url(postgres_server) -> str:
     """A fresh, empty database on the session's Postgres server."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(user="postgres", host=str(postgres_server.socket_dir),
-                                     port=postgres_server.port, database="postgres")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    asyncio.run(create())
-    return f"postgresql+asyncpg://postgres@/{name}?host={postgres_server.socket_dir}&port={postgres_server.port}"
+    return fresh_database(postgres_server)
 
 
 @pytest.fixture

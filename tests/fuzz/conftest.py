@@ -8,13 +8,11 @@ broker and one database of the session's Postgres: the fuzzers are plain synchro
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -27,6 +25,7 @@ from services.intake.config import IntakeSettings
 from services.outcomes.app import create_app as create_outcomes
 from services.outcomes.config import OutcomesSettings
 from services.sandbox.app import create_app as create_sandbox
+from tests.seed import fresh_database
 from services.sandbox.config import SandboxSettings
 from shared.embedded import EmbeddedKafka, free_port
 from tests.conftest import FAST_GROUPS
@@ -83,20 +82,6 @@ class Stack:
         return httpx.Client(base_url=self.urls[service], timeout=60, **options)
 
 
-def new_database(postgres) -> str:
-    """A fresh, empty database on the session's Postgres server; its URL."""
-    name = f"fuzz_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(user="postgres", host=str(postgres.socket_dir), port=postgres.port,
-                                     database="postgres")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-
-    asyncio.run(create())
-    return f"postgresql+asyncpg://postgres@/{name}?host={postgres.socket_dir}&port={postgres.port}"
-
-
 def apps(kafka: str, database_url: str, ports: dict[str, int]) -> dict[str, FastAPI]:
     """Each service built as `takedown run` builds it, the sandbox standing in for the platforms."""
     common = {"kafka_bootstrap_servers": kafka, "database_url": database_url, **FAST_GROUPS}
@@ -117,7 +102,7 @@ def stack(postgres_server, tmp_path_factory) -> Iterator[Stack]:
     broker = EmbeddedKafka(port=free_port(), log_file=tmp_path_factory.mktemp("fuzz-kafka") / "tansu.log")
     broker.start()
     try:
-        running = Stack(broker.bootstrap_servers, new_database(postgres_server))
+        running = Stack(broker.bootstrap_servers, fresh_database(postgres_server))
         ports = {name: free_port() for name in (*SERVICES, "smtp")}
         with ExitStack() as servers:
             for name, app in apps(running.kafka, running.database_url, ports).items():
