@@ -32,3 +32,25 @@ class BaseServiceSettings(BaseSettings):
                     "of up to 10 KB each fits).",
     )
     log_level: str = "INFO"
+    auth_cache_s: float = Field(5.0, ge=0, le=300, description="How long an API key's check is remembered; "
+                                "a revoked key is refused within this time.")
+    oidc_issuer: str | None = Field(None, description="Issuer of accepted access tokens (JWT); unset: API keys only.")
+    oidc_audience: str | None = Field(None, description="Audience accepted tokens must name.")
+    oidc_jwks_url: str | None = Field(None, description="The identity provider's JWKS URL.")
+    oidc_algorithms: list[str] = Field(["RS256", "ES256", "EdDSA"], description="Accepted token algorithms "
+                                       "(asymmetric only).")
+    oidc_roles_claim: str = Field("roles", description="Claim (dotted path) listing the caller's roles.")
+    oidc_agency_claim: str = Field("agency", description="Claim naming an agency principal's agency.")
+    oidc_name_claim: str = Field("sub", description="Claim naming a person, recorded as user:<name>.")
+
+    def oidc(self):
+        """The OIDC configuration, or None when no identity provider is configured."""
+        from shared.auth.oidc import OidcConfig
+
+        if not self.oidc_issuer:
+            return None
+        if not (self.oidc_audience and self.oidc_jwks_url):
+            raise ValueError("OIDC_ISSUER needs OIDC_AUDIENCE and OIDC_JWKS_URL too")
+        return OidcConfig(issuer=self.oidc_issuer, audience=self.oidc_audience, jwks_url=self.oidc_jwks_url,
+                          algorithms=self.oidc_algorithms, roles_claim=self.oidc_roles_claim,
+                          agency_claim=self.oidc_agency_claim, name_claim=self.oidc_name_claim)

@@ -35,7 +35,8 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    agency: str = Field(min_length=1, max_length=200, examples=["NCA"])
+    agency: str | None = Field(None, min_length=1, max_length=200, examples=["NCA"],
+                               description="Optional: the caller's own agency (another one is refused, 403).")
     url: str = Field(min_length=1, max_length=4096, examples=["https://www.facebook.com/groups/123"])
     category: Category
     case_reference: str | None = Field(None, max_length=200)
@@ -115,12 +116,12 @@ def _tracking(param: str) -> bool:
 
 
 def to_referral(
-    submission: Submission, now: datetime, via: str, referral_id: UUID | None = None
+    submission: Submission, agency: str, now: datetime, via: str, referral_id: UUID | None = None
 ) -> ReferralSubmitted:
-    """The referral.submitted data for a valid submission."""
+    """The referral.submitted data for a valid submission made by agency (the authenticated one)."""
     return ReferralSubmitted(
         referral_id=referral_id or uuid4(),
-        agency=submission.agency,
+        agency=agency,
         url=submission.url,
         canonical_url=canonicalise(submission.url),
         platform=detect_platform(submission.url),

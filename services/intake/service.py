@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.intake import db
 from services.intake.domain import Submission, to_referral
-from shared.events import Event, actor
+from shared.auth import Principal
+from shared.events import Event
 from shared.faults import crash_point
 
 SOURCE = "/takedown/intake"
@@ -20,14 +21,16 @@ class IntakeService:
     def __init__(self, sessions: async_sessionmaker, on_commit: Callable[[], None]):
         self.sessions, self.on_commit = sessions, on_commit
 
-    async def submit(self, submissions: list[Submission], via: str) -> list[db.Accepted]:
-        """Store submissions durably (new ones get referral.submitted queued); keep their order."""
+    async def submit(self, submissions: list[tuple[Submission, Principal]], via: str) -> list[db.Accepted]:
+        """Store submissions, each made by an authenticated agency principal, durably (new ones get
+        referral.submitted queued, recorded under that principal); keep their order."""
         if not submissions:
             return []
         now = datetime.now(UTC)
         events = [
-            Event(source=SOURCE, actor=actor("agency", s.agency), time=now, data=to_referral(s, now, via))
-            for s in submissions
+            Event(source=SOURCE, actor=p.actor, credential=p.credential, time=now,
+                  data=to_referral(s, own_agency(s, p), now, via))
+            for s, p in submissions
         ]
         async with self.sessions() as session, session.begin():
             accepted = await db.accept(session, events)
@@ -35,6 +38,19 @@ class IntakeService:
         crash_point("intake.after_commit")  # stored; not yet answered, nor its Kafka offset committed
         self.on_commit()
         return accepted
+
+
+class WrongAgency(ValueError):
+    """A submission naming an agency other than the one that made it."""
+
+
+def own_agency(submission: Submission, principal: Principal) -> str:
+    """The agency a submission is made for: the caller's; WrongAgency if its body names another."""
+    if principal.agency is None:
+        raise WrongAgency("only an agency can refer")
+    if submission.agency is not None and submission.agency != principal.agency:
+        raise WrongAgency(f"agency {submission.agency!r} is not the caller's agency")
+    return principal.agency
 
 
 def validate_each(items: list[object]) -> list[Submission | ValidationError]:

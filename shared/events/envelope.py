@@ -18,7 +18,10 @@ class Event(BaseModel):
 
     id: UUID = Field(default_factory=uuid4)
     source: str = Field(min_length=1, description="URI-reference of the service that emitted the event.")
-    actor: str = Field(min_length=1, description="Who caused it: agency:<name>, service:<name> or platform:<slug>.")
+    actor: str = Field(min_length=1, description="Who caused it: agency:<name>, user:<name>, service:<name> or "
+                                                 "platform:<slug>.")
+    credential: str | None = Field(None, max_length=300, description="What proved the actor's identity: "
+                                   "key:<key id>, oidc:<issuer>#<subject>, signed:<agency> (a signed Kafka record).")
     time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC), description="When it happened.")
     data: EventData
 
@@ -48,6 +51,8 @@ def to_kafka(event: Event) -> tuple[bytes, bytes, dict[str, str]]:
         "ce_actor": event.actor,
         "content-type": "application/json",
     }
+    if event.credential:
+        headers["ce_credential"] = event.credential
     return str(event.referral_id).encode(), event.data.model_dump_json().encode(), headers
 
 
@@ -67,6 +72,7 @@ def from_kafka(headers: dict[str, str], body: bytes) -> Event:
             id=headers.get("ce_id"),
             source=headers.get("ce_source"),
             actor=headers.get("ce_actor"),
+            credential=headers.get("ce_credential"),
             time=headers.get("ce_time"),
             data=data,
         )
