@@ -6,8 +6,6 @@ check could not be made (the database is unreachable, say).
 """
 
 import asyncio
-import os
-from pathlib import Path
 
 import typer
 from sqlalchemy import pool
@@ -17,8 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from services.outcomes import audit
 from services.outcomes.chain import Checkpoint, Finding
 from shared.db import describe
-from shared.embedded import noted_database_url
-from shared.settings import BaseServiceSettings
+from shared.embedded import cli_database_url
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify the audit trail's hash chain, and take checkpoints of it.")
 DATABASE = typer.Option(None, "--database-url", help="SQLAlchemy URL of the database (default: DATABASE_URL, "
@@ -47,8 +44,7 @@ async def _check(url: str, checkpoint: Checkpoint | None) -> tuple[Finding | Non
 
 def _verified(database_url: str | None, checkpoint: Checkpoint | None) -> Checkpoint:
     """The verified head; exits 1 naming the first broken link, or 2 when it cannot check."""
-    url = database_url or os.environ.get("DATABASE_URL") or noted_database_url(
-        Path(os.environ.get("TAKEDOWN_DATA_DIR", ".takedown"))) or BaseServiceSettings().database_url
+    url = cli_database_url(database_url)
     try:
         finding, head = asyncio.run(_check(url, checkpoint))
     except (SQLAlchemyError, OSError, LookupError) as exc:

@@ -8,6 +8,7 @@ import typer
 
 from services.audit_cli import audit_app
 from services.dlq import dlq_app
+from services.keys_cli import keys_app
 from services.ops import lag
 from services.seed import seed
 from shared.serving import configure_logging, serve
@@ -67,6 +68,7 @@ def run(
 
 app.add_typer(dlq_app, name="dlq", help="List dead letters, and replay them to where they came from.")
 app.add_typer(audit_app, name="audit", help="Verify the audit trail's hash chain, and take checkpoints of it.")
+app.add_typer(keys_app, name="keys", help="API keys (create, list, revoke) and agencies' Kafka signing secrets.")
 app.command()(lag)
 app.command()(seed)
 

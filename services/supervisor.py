@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from shared.auth import demo
 from shared.embedded import URL_FILE, EmbeddedKafka, EmbeddedPostgres, die_with_parent, wait_until
 
 log = logging.getLogger("takedown.run")
@@ -43,6 +44,7 @@ class Stack:
         self.children: dict[str, subprocess.Popen] = {}
         self.kafka: EmbeddedKafka | None = None
         self.postgres: EmbeddedPostgres | None = None
+        self.credentials: dict | None = None  # the demo identities, on the embedded database only
 
     def url(self, name: str) -> str:
         host_var, port_var, port = SERVICES[name]
@@ -74,6 +76,9 @@ class Stack:
             self.env["DATABASE_URL"] = self.postgres.start()
             (self.data_dir / URL_FILE).write_text(self.env["DATABASE_URL"] + "\n")  # for takedown audit
             log.info("Postgres: embedded, data in %s, URL %s", self.postgres.data_dir, self.env["DATABASE_URL"])
+            self.credentials = demo.ensure(self.env["DATABASE_URL"], self.data_dir / demo.FILE)
+            log.info("demo identities (API keys for NCA, BorderForce, an auditor, an operator and oversight, and "
+                     "each agency's Kafka signing secret) are in %s", self.data_dir / demo.FILE)
 
     def spawn(self, name: str, instance: str | None = None, **extra_env: str) -> subprocess.Popen:
         """Start one service (again), with extra_env laid over the stack's environment.

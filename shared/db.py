@@ -16,15 +16,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, pool_size: int = 10, command_timeout_s: float = 60) -> AsyncEngine:
+def make_engine(url: str, pool_size: int = 10, command_timeout_s: float = 60, max_overflow: int = 10,
+                statement_timeout_s: float | None = None) -> AsyncEngine:
     """An asyncpg engine that checks connections before use, so a Postgres restart heals.
 
     No statement waits longer than command_timeout_s for an answer (asyncpg then raises a
     TimeoutError, an outage to retry), and a connection asyncpg left in a broken protocol state
-    is thrown away rather than handed out again (discard_broken_connections).
+    is thrown away rather than handed out again (discard_broken_connections). statement_timeout_s
+    has the server cancel any statement running longer (an export's pool).
     """
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
-                                 connect_args={"command_timeout": command_timeout_s})
+    connect_args: dict = {"command_timeout": max(command_timeout_s, statement_timeout_s or 0)}
+    if statement_timeout_s is not None:
+        connect_args["server_settings"] = {"statement_timeout": str(int(statement_timeout_s * 1000))}
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
+                                 connect_args=connect_args)
     event.listen(engine.sync_engine, "handle_error", discard_broken_connections)
     return engine
 

@@ -26,6 +26,18 @@ def noted_database_url(data_dir: Path = Path(".takedown")) -> str | None:
     return noted.read_text().strip() if noted.is_file() else None
 
 
+def cli_database_url(given: str | None = None) -> str:
+    """The database an operator's command works on: given, else DATABASE_URL, else the embedded one
+    `takedown run` noted in its data directory, else the settings' default."""
+    import os
+
+    from shared.settings import BaseServiceSettings
+
+    return (given or os.environ.get("DATABASE_URL")
+            or noted_database_url(Path(os.environ.get("TAKEDOWN_DATA_DIR", ".takedown")))
+            or BaseServiceSettings().database_url)
+
+
 def die_with_parent() -> None:
     """In a child before exec: ask Linux to SIGTERM it when its parent dies, so a killed test run
     or supervisor leaves no server behind."""

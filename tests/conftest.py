@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.auth import demo
 from shared.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from tests.seed import fresh_database
 from tests.support import Receiver, serving
@@ -53,3 +54,10 @@ async def receiver():
     async with serving(recv.app) as url:
         recv.url = f"{url}/decisions"
         yield recv
+
+
+@pytest.fixture
+async def credentials(database_url, tmp_path) -> dict:
+    """The demo identities in this test's database, shaped as `make run`'s dev-credentials.json:
+    agencies NCA and BorderForce (token, signing_secret), auditor, operator, oversight (token)."""
+    return await demo.ensure_async(database_url, tmp_path / demo.FILE)

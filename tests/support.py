@@ -14,6 +14,11 @@ from fastapi import FastAPI, Request, Response
 from shared.embedded import free_port
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20, what: str = "condition",
                      interval: float = 0.05) -> Any:
     """Await check() until it returns something truthy; fail naming what we waited for."""

@@ -3,14 +3,15 @@
 from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.intake.domain import Submission
-from services.intake.service import IntakeService, validate_each
+from services.intake.service import IntakeService, WrongAgency, own_agency, validate_each
+from shared.auth import DENIED, Caller, Role, require
 
 BATCH_MAX = 1000
-router = APIRouter(prefix="/v1", tags=["referrals"])
+router = APIRouter(prefix="/v1", tags=["referrals"], dependencies=[require(Role.agency)], responses=DENIED)
 
 
 class ReferralAccepted(BaseModel):
@@ -52,18 +53,22 @@ def _service(request: Request) -> IntakeService:
 
 
 @router.post("/referrals", status_code=status.HTTP_202_ACCEPTED, response_model=ReferralAccepted)
-async def submit_referral(submission: Submission, request: Request) -> ReferralAccepted:
-    """Accept one referral; 202 once it is durably stored, with its id, platform and canonical URL."""
-    [accepted] = await _service(request).submit([submission], via="http")
+async def submit_referral(submission: Submission, request: Request, caller: Caller) -> ReferralAccepted:
+    """Accept one referral from the caller's agency; 202 once it is durably stored, with its id,
+    platform and canonical URL."""
+    _check_agency([submission], caller)
+    [accepted] = await _service(request).submit([(submission, caller)], via="http")
     return ReferralAccepted(**accepted.__dict__)
 
 
 @router.post("/referrals/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResult)
-async def submit_batch(batch: BatchRequest, request: Request) -> BatchResult:
-    """Accept up to 1,000 referrals; each item gets its own result, invalid ones their errors."""
+async def submit_batch(batch: BatchRequest, request: Request, caller: Caller) -> BatchResult:
+    """Accept up to 1,000 referrals from the caller's agency; each item gets its own result, invalid
+    ones their errors. An item naming another agency refuses the whole batch (403)."""
     checked = validate_each(batch.referrals)
     valid = [(i, s) for i, s in enumerate(checked) if isinstance(s, Submission)]
-    accepted = await _service(request).submit([s for _, s in valid], via="http")
+    _check_agency([s for _, s in valid], caller)
+    accepted = await _service(request).submit([(s, caller) for _, s in valid], via="http")
     results = [
         BatchItemResult(index=i, status="invalid", errors=field_errors(s))
         for i, s in enumerate(checked) if isinstance(s, ValidationError)
@@ -76,6 +81,15 @@ async def submit_batch(batch: BatchRequest, request: Request) -> BatchResult:
     dupes = sum(r.status == "duplicate" for r in results)
     return BatchResult(accepted=len(valid) - dupes, duplicates=dupes,
                        invalid=len(results) - len(valid), results=results)
+
+
+def _check_agency(submissions: list[Submission], caller: Caller) -> None:
+    """403 if any submission names an agency other than the caller's."""
+    for submission in submissions:
+        try:
+            own_agency(submission, caller)
+        except WrongAgency as exc:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:

@@ -12,7 +12,8 @@ from services.intake.config import IntakeSettings
 from services.intake.db import SCHEMA
 from services.intake.outbox import OutboxRelay
 from services.intake.service import IntakeService
-from shared import db, topics
+from shared import auth, db, topics
+from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.serving import add_health, install_error_handlers, limit_body
 
@@ -31,6 +32,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await auth_setup.migrate(settings.database_url)
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("intake"))
         await start_broker(broker)
@@ -45,11 +47,13 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     app = FastAPI(title="takedown intake", version="1", lifespan=lifespan)
     app.state.intake, app.state.relay, app.state.sessions = service, relay, sessions
+    app.state.max_redispatches = settings.max_redispatches
     app.include_router(api.router)
     app.include_router(actions.router)
 
     install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
     limit_body(app, settings.max_body_bytes)
     add_health(app, "intake", engine)
+    auth.secure(app, auth_setup.authenticator(settings, sessions))  # last: it checks every route
 
     return app

@@ -11,3 +11,5 @@ class IntakeSettings(BaseServiceSettings):
     batch_max: int = Field(1000, ge=1, description="Most referrals one batch request may carry.")
     outbox_batch: int = Field(1000, ge=1, description="Most outbox rows the relay sends at once.")
     outbox_idle_poll_s: float = Field(1.0, gt=0, description="Relay poll interval when idle.")
+    max_redispatches: int = Field(3, ge=0, description="Times one referral may be dispatched again "
+                                  "(escalations and appeals together); more answer 409.")

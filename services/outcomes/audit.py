@@ -32,6 +32,7 @@ audit_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),  # not chained
     Column("actor", String(300), nullable=False),
+    Column("credential", String(300)),  # migration 0005: what proved the actor's identity
     Column("source", String(300), nullable=False),
     Column("schema_version", BigInteger, nullable=False),
     Column("data", JSONB, nullable=False),
@@ -45,8 +46,8 @@ audit_head = Table(
     Column("hash", BYTEA, nullable=False),
 )
 HEAD_ID = 1
-CHAINED = ("position", "event_id", "referral_id", "event_type", "occurred_at", "actor", "source", "schema_version",
-           "data", "prev_hash", "hash")  # every column but recorded_at, which the database sets
+CHAINED = ("position", "event_id", "referral_id", "event_type", "occurred_at", "actor", "credential", "source",
+           "schema_version", "data", "prev_hash", "hash")  # every column but recorded_at, which the database sets
 # data is stored as the canonical document's "data": the very JSON that was hashed, not a second
 # serialisation of it (the database extracts it; Python writes no other JSON for the row).
 INSERT_CHAINED = insert_arrays(audit_events, CHAINED, sent_as={"data": ("TEXT", "CAST(data AS JSONB) -> 'data'")})
@@ -56,7 +57,7 @@ RECORDED = text(f"SELECT event_id FROM {SCHEMA}.audit_events WHERE event_id = AN
 def event_row(event: Event) -> dict[str, Any]:
     """The row recorded for an event, without its position and hashes."""
     return {"event_id": event.id, "referral_id": event.referral_id, "event_type": event.type,
-            "occurred_at": event.time, "actor": event.actor, "source": event.source,
+            "occurred_at": event.time, "actor": event.actor, "credential": event.credential, "source": event.source,
             "schema_version": event.data.schema_version, "data": event.data.model_dump(mode="json")}
 
 

@@ -1,7 +1,9 @@
-"""Auditors' API: search, exports, reports, and the record of every query an auditor makes.
+"""Auditors' API: search, exports, reports, and the record of every query made of them.
 
-Every route needs an X-Actor header naming who asks ("user:alice"); the query is recorded under
-it in outcomes.auditor_queries in the same transaction as the read, before the answer is sent.
+Auditors read everything; an agency reads only its own referrals (its searches, exports and
+reports are limited to its agency, and naming another agency is refused). Every query is recorded
+under the caller's authenticated identity in outcomes.auditor_queries, in the same transaction as
+the read, before the answer is sent; only oversight reads that record.
 """
 
 from collections.abc import AsyncIterator, Callable
@@ -9,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,11 +20,9 @@ from services.outcomes import exports, queries_log, reports, search
 from services.outcomes.reports import Article22Report, AttritionRow, GroupBy, Scope
 from services.outcomes.domain import Status
 from services.outcomes.search import FilterError, Filters
+from shared.auth import DENIED, Caller, Principal, Role, require
 from shared.events import Category, NoActionReason, Outcome, Platform
 
-Actor = Annotated[str, Header(
-    alias="X-Actor", min_length=3, max_length=300, pattern=r"^[a-z][a-z0-9_-]*:\S.*$",
-    description="Who is asking, as kind:name (e.g. user:alice). The query is recorded under it.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items on one page.")]
 PageCursor = Annotated[str | None, Query(max_length=300, description="next_cursor of the previous page.")]
 
@@ -73,6 +73,7 @@ class AuditorQuery(BaseModel):
     id: int
     at: datetime
     actor: str
+    credential: str | None = Field(None, description="What proved the actor's identity (key:<id>, oidc:...).")
     route: str
     params: dict[str, Any]
     rows: int | None = Field(None, description="Rows returned; null for exports (recorded as they start).")
@@ -95,10 +96,25 @@ def recordable_query(request: Request) -> None:
             raise unprocessable(FilterError(name, "must not contain a NUL character"))
 
 
-router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[Depends(recordable_query)])
+READERS = require(Role.auditor, Role.agency)
+router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[Depends(recordable_query), READERS],
+                   responses=DENIED)
+oversight = APIRouter(prefix="/v1", tags=["oversight"], dependencies=[Depends(recordable_query),
+                                                                      require(Role.oversight)], responses=DENIED)
+
+
+def own_agency(caller: Principal, asked: str | None) -> str | None:
+    """The agency a read is limited to: the caller's own if it is an agency (asking for another is
+    refused, 403), else what was asked."""
+    if Role.agency not in caller.roles:
+        return asked
+    if asked is not None and asked != caller.agency:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "an agency reads only its own referrals")
+    return caller.agency
 
 
 def referral_filters(
+    caller: Caller,
     agency: Annotated[str | None, Query(max_length=200)] = None,
     platform: Platform | None = None,
     category: Category | None = None,
@@ -116,7 +132,7 @@ def referral_filters(
     """The search filters of a request; 422 naming a parameter that cannot be used."""
     try:
         return search.parse_filters(
-            agency=agency, platform=platform, category=category, status=status, outcome=outcome, reason=reason,
+            agency=own_agency(caller, agency), platform=platform, category=category, status=status, outcome=outcome, reason=reason,
             submitted_from=submitted_from, submitted_to=submitted_to, decided_from=decided_from,
             decided_to=decided_to, url=url, url_prefix=url_prefix, case_reference=case_reference)
     except FilterError as exc:
@@ -124,6 +140,7 @@ def referral_filters(
 
 
 def report_scope(
+    caller: Caller,
     start: Annotated[str | None, Query(alias="from", description="ISO date or date-time, UTC; inclusive.")] = None,
     end: Annotated[str | None, Query(alias="to", description="ISO date or date-time, UTC; exclusive.")] = None,
     agency: Annotated[str | None, Query(max_length=200)] = None,
@@ -131,7 +148,7 @@ def report_scope(
 ) -> Scope:
     """The referrals a report counts; 422 naming `from` or `to` if the period cannot be used."""
     try:
-        scope = Scope(search.parse_instant("from", start), search.parse_instant("to", end), agency,
+        scope = Scope(search.parse_instant("from", start), search.parse_instant("to", end), own_agency(caller, agency),
                       platform.value if platform else None)
         search.check_period(scope.start, scope.end, "to")
     except FilterError as exc:
@@ -151,106 +168,133 @@ def decoded(decode: Callable[[str], Any], cursor: str | None) -> Any:
         raise unprocessable(exc) from None
 
 
-async def record(session: AsyncSession, request: Request, actor: str, rows: int | None) -> None:
-    """Record this request as an auditor query; the caller commits."""
+async def record(session: AsyncSession, request: Request, caller: Principal, rows: int | None) -> None:
+    """Record this request as a query made by caller; the caller commits."""
     params = queries_log.query_params(request.query_params.multi_items())
-    await queries_log.record(session, actor, request.scope["route"].path, params, rows)
+    await queries_log.record(session, caller.actor, caller.credential, request.scope["route"].path, params, rows)
 
 
 @router.get("/referrals", response_model=ReferralPage)
-async def search_referrals(request: Request, actor: Actor, filters: Filtered, limit: Limit = 100,
+async def search_referrals(request: Request, caller: Caller, filters: Filtered, limit: Limit = 100,
                            cursor: PageCursor = None) -> ReferralPage:
     """Referrals matching every filter given, by submission time, a page at a time."""
     position = decoded(search.decode_cursor, cursor)
     async with request.app.state.sessions() as session:
         rows, next_cursor = await search.search(session, filters, position, limit)
-        await record(session, request, actor, len(rows))
+        await record(session, request, caller, len(rows))
         await session.commit()
     return ReferralPage(items=[ReferralSummary(**row) for row in rows], next_cursor=next_cursor)
 
 
-def streamed(request: Request, chunks: Callable[[AsyncSession, Filters], AsyncIterator[str]], filters: Filters,
-             media_type: str, filename: str) -> StreamingResponse:
-    """A response streaming chunks from a session of its own, held only while it streams."""
-    sessions = request.app.state.sessions
+class ExportResponse(StreamingResponse):
+    """A streamed export that gives its slot back however it ends (done, failed, client gone)."""
+
+    def __init__(self, *args, release: Callable[[], None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
+async def export(request: Request, caller: Principal, chunks: Callable[[AsyncSession, Filters], AsyncIterator[str]],
+                 filters: Filters, media_type: str, filename: str) -> StreamingResponse:
+    """Record the export, then stream it from the exports' own pool in one of a few slots; 429 when
+    none is free. Exports run apart, with a statement timeout, so they cannot starve ingestion."""
+    slots = request.app.state.export_slots
+    if slots.locked():
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many exports under way; retry later",
+                            headers={"Retry-After": "10"})
+    await slots.acquire()  # free: it does not wait
+    try:
+        async with request.app.state.sessions() as session:
+            await record(session, request, caller, None)
+            await session.commit()
+    except BaseException:
+        slots.release()
+        raise
+    sessions = request.app.state.export_sessions
 
     async def body() -> AsyncIterator[str]:
         async with sessions() as session:
             async for chunk in chunks(session, filters):
                 yield chunk
 
-    return StreamingResponse(body(), media_type=media_type,
-                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return ExportResponse(body(), media_type=media_type, release=slots.release,
+                          headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+EXPORT_BUSY = {429: {"description": "Too many exports under way; retry after Retry-After seconds."}}
 
 
 @router.get("/referrals/export.csv", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "Header row, then one row a referral."}})
-async def export_csv(request: Request, actor: Actor, filters: Filtered) -> StreamingResponse:
+            responses={200: {"content": {"text/csv": {}}, "description": "Header row, then one row a referral."},
+                       **EXPORT_BUSY})
+async def export_csv(request: Request, caller: Caller, filters: Filtered) -> StreamingResponse:
     """Every referral matching the filters, as CSV, streamed; the search's order, no page limit."""
-    async with request.app.state.sessions() as session:
-        await record(session, request, actor, None)
-        await session.commit()
-    return streamed(request, exports.csv_chunks, filters, "text/csv; charset=utf-8", "referrals.csv")
+    return await export(request, caller, exports.csv_chunks, filters, "text/csv; charset=utf-8", "referrals.csv")
 
 
 @router.get("/referrals/export.ndjson", response_class=StreamingResponse,
-            responses={200: {"content": {"application/x-ndjson": {}}, "description": "One referral a line."}})
-async def export_ndjson(request: Request, actor: Actor, filters: Filtered) -> StreamingResponse:
+            responses={200: {"content": {"application/x-ndjson": {}}, "description": "One referral a line."},
+                       **EXPORT_BUSY})
+async def export_ndjson(request: Request, caller: Caller, filters: Filtered) -> StreamingResponse:
     """Every referral matching the filters, transitions and anomalies included, as NDJSON, streamed."""
-    async with request.app.state.sessions() as session:
-        await record(session, request, actor, None)
-        await session.commit()
-    return streamed(request, exports.ndjson_chunks, filters, "application/x-ndjson", "referrals.ndjson")
+    return await export(request, caller, exports.ndjson_chunks, filters, "application/x-ndjson",
+                        "referrals.ndjson")
 
 
-async def attrition_rows(request: Request, actor: Actor, scope: Scope, group_by: GroupBy) -> list[AttritionRow]:
+async def attrition_rows(request: Request, caller: Caller, scope: Scope, group_by: GroupBy) -> list[AttritionRow]:
     async with request.app.state.sessions() as session:
         rows = await reports.attrition(session, scope, group_by)
-        await record(session, request, actor, len(rows))
+        await record(session, request, caller, len(rows))
         await session.commit()
     return rows
 
 
 @router.get("/reports/attrition", response_model=AttritionReport)
-async def attrition(request: Request, actor: Actor, scope: Scoped, group_by: GroupBy = "platform") -> AttritionReport:
+async def attrition(request: Request, caller: Caller, scope: Scoped, group_by: GroupBy = "platform") -> AttritionReport:
     """Per platform (and month of submission): how many referred, removed, rejected and why, pending..."""
-    rows = await attrition_rows(request, actor, scope, group_by)
+    rows = await attrition_rows(request, caller, scope, group_by)
     return AttritionReport(start=scope.start, end=scope.end, agency=scope.agency, platform=scope.platform,
                            group_by=group_by, rows=rows)
 
 
 @router.get("/reports/attrition.csv", responses={200: {"content": {"text/csv": {}}}})
-async def attrition_csv(request: Request, actor: Actor, scope: Scoped, group_by: GroupBy = "platform") -> Response:
+async def attrition_csv(request: Request, caller: Caller, scope: Scoped, group_by: GroupBy = "platform") -> Response:
     """The attrition report as CSV."""
-    rows = await attrition_rows(request, actor, scope, group_by)
+    rows = await attrition_rows(request, caller, scope, group_by)
     return Response(reports.attrition_csv(rows), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="attrition.csv"'})
 
 
-async def article_22_report(request: Request, actor: Actor, scope: Scope) -> Article22Report:
+async def article_22_report(request: Request, caller: Caller, scope: Scope) -> Article22Report:
     async with request.app.state.sessions() as session:
         report = await reports.article_22(session, scope)
-        await record(session, request, actor, len(report.rows))
+        await record(session, request, caller, len(report.rows))
         await session.commit()
     return report
 
 
 @router.get("/reports/dsa-article-22", response_model=Article22Report)
-async def dsa_article_22(request: Request, actor: Actor, scope: Scoped) -> Article22Report:
+async def dsa_article_22(request: Request, caller: Caller, scope: Scoped) -> Article22Report:
     """DSA Art. 22(3): notices by provider, by type of alleged illegal content and by action taken."""
-    return await article_22_report(request, actor, scope)
+    return await article_22_report(request, caller, scope)
 
 
 @router.get("/reports/dsa-article-22.csv", responses={200: {"content": {"text/csv": {}}}})
-async def dsa_article_22_csv(request: Request, actor: Actor, scope: Scoped) -> Response:
+async def dsa_article_22_csv(request: Request, caller: Caller, scope: Scoped) -> Response:
     """The DSA Art. 22(3) counts as a flat CSV list, totals included."""
-    report = await article_22_report(request, actor, scope)
+    report = await article_22_report(request, caller, scope)
     return Response(reports.article_22_csv(report), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="dsa-article-22.csv"'})
 
 
-@router.get("/auditor-queries", response_model=AuditorQueryPage)
-async def auditor_queries(request: Request, actor: Actor, limit: Limit = 100, cursor: PageCursor = None,
+@oversight.get("/auditor-queries", response_model=AuditorQueryPage)
+async def auditor_queries(request: Request, caller: Caller, limit: Limit = 100, cursor: PageCursor = None,
                           by: Annotated[str | None, Query(alias="actor", max_length=300,
                                                           description="Only this actor's queries.")] = None
                           ) -> AuditorQueryPage:
@@ -258,6 +302,6 @@ async def auditor_queries(request: Request, actor: Actor, limit: Limit = 100, cu
     before = decoded(queries_log.decode_cursor, cursor)
     async with request.app.state.sessions() as session:
         rows, next_cursor = await queries_log.newest_first(session, before, limit, by)
-        await record(session, request, actor, len(rows))
+        await record(session, request, caller, len(rows))
         await session.commit()
     return AuditorQueryPage(items=[AuditorQuery(**row) for row in rows], next_cursor=next_cursor)

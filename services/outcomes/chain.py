@@ -19,6 +19,7 @@ from uuid import UUID
 
 GENESIS = bytes(32)
 FIELDS = ("event_id", "referral_id", "event_type", "occurred_at", "actor", "source", "schema_version", "data")
+OPTIONAL = ("credential",)  # hashed when present: rows recorded before it existed keep their hashes
 Kind = Literal["changed", "deleted", "inserted", "reordered", "truncated", "rewritten"]
 
 
@@ -88,9 +89,10 @@ def _plain(value: Any) -> Any:
 
 
 def canonical(event_row: Mapping[str, Any]) -> bytes:
-    """The bytes that are hashed: JSON of FIELDS only, keys sorted, no whitespace, UTF-8,
+    """The bytes that are hashed: JSON of FIELDS (and OPTIONAL ones that are set) only, keys sorted, no whitespace, UTF-8,
     datetimes in UTC as 2025-03-01T09:00:00.000000Z, UUIDs as lower-case strings."""
     document = {field: _plain(event_row[field]) for field in FIELDS}
+    document.update({field: event_row[field] for field in OPTIONAL if event_row.get(field) is not None})
     return _ENCODER.encode(document).encode("utf-8")
 
 

@@ -31,6 +31,8 @@ class OutcomesSettings(BaseServiceSettings):
     outcomes_host: str = "127.0.0.1"
     outcomes_port: int = 8003
     page_size_max: int = Field(500, ge=1, description="Most referrals one page of a search returns.")
+    export_concurrency: int = Field(2, ge=1, description="Exports streaming at once; more answer 429.")
+    export_statement_timeout_s: float = Field(300.0, gt=0, description="Longest any one statement of an export runs.")
 
     deadlines: Deadlines = Field(default_factory=Deadlines)
     deadline_overrides: dict[str, PositiveFloat] = Field(

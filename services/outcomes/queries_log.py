@@ -20,15 +20,17 @@ auditor_queries = Table(
     Column("id", BigInteger, primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("actor", Text, nullable=False),
+    Column("credential", Text),  # migration 0005
     Column("route", Text, nullable=False),
     Column("params", JSONB, nullable=False),
     Column("rows", Integer),
 )
 
 
-async def record(session: AsyncSession, actor: str, route: str, params: dict[str, Any], rows: int | None) -> int:
-    """Record an auditor's query in session's transaction (the caller commits); its id."""
-    stmt = insert(auditor_queries).values(actor=actor, route=route, params=params, rows=rows)
+async def record(session: AsyncSession, actor: str, credential: str | None, route: str, params: dict[str, Any],
+                 rows: int | None) -> int:
+    """Record a query in session's transaction (the caller commits); its id."""
+    stmt = insert(auditor_queries).values(actor=actor, credential=credential, route=route, params=params, rows=rows)
     return (await session.execute(stmt.returning(auditor_queries.c.id))).scalar_one()
 
 

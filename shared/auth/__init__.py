@@ -2,10 +2,10 @@
 tokens, agencies' signing secrets, and the FastAPI guards (docs/security.md)."""
 
 from shared.auth.authenticator import Authenticator
-from shared.auth.guard import DENIED, Caller, assert_guarded, authenticate, guard, require, route_roles
+from shared.auth.guard import DENIED, Caller, assert_guarded, authenticate, guard, require, route_roles, secure
 from shared.auth.oidc import OidcConfig
 from shared.auth.principal import Principal, Role
 from shared.auth.tables import MIGRATIONS, SCHEMA
 
 __all__ = ["Authenticator", "Caller", "DENIED", "MIGRATIONS", "OidcConfig", "Principal", "Role", "SCHEMA",
-           "assert_guarded", "authenticate", "guard", "require", "route_roles"]
+           "assert_guarded", "authenticate", "guard", "require", "route_roles", "secure"]

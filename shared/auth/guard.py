@@ -90,3 +90,10 @@ def assert_guarded(app: FastAPI) -> None:
     if open_routes := sorted(f"{m} {p}" for (m, p), roles in route_roles(app).items() if not roles):
         raise RuntimeError(f"{app.title}: routes without a role dependency (add one at router level): "
                            f"{', '.join(open_routes)}")
+
+
+def secure(app: FastAPI, authenticator: Any) -> None:
+    """Give app its authenticator and refuse to build it if a route has no role guard; call after
+    every router is included."""
+    app.state.authenticator = authenticator
+    assert_guarded(app)

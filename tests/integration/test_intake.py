@@ -14,7 +14,7 @@ from services.intake.config import IntakeSettings
 from services.intake.db import SCHEMA
 from shared import db, topics
 from shared.events import from_kafka
-from tests.support import TopicReader, headers_of, produce, serving
+from tests.support import TopicReader, bearer, headers_of, produce, serving
 
 
 
@@ -24,9 +24,10 @@ def submission(**overrides) -> dict:
 
 
 @pytest.fixture
-async def intake(settings_env):
+async def intake(settings_env, credentials):
+    """An HTTP client of intake, signed in as the NCA."""
     async with serving(create_app(IntakeSettings(**settings_env))) as url:
-        async with httpx.AsyncClient(base_url=url) as client:
+        async with httpx.AsyncClient(base_url=url, headers=bearer(credentials["agencies"]["NCA"]["token"])) as client:
             yield client
 
 
@@ -55,10 +56,12 @@ async def test_a_posted_referral_is_published_as_a_cloudevent_keyed_by_its_id(in
     assert data["case_reference"] == "OP-1" and data["received_via"] == "http"
 
 
-async def test_the_same_idempotency_key_from_the_same_agency_returns_the_first_referral(intake, kafka):
+async def test_the_same_idempotency_key_from_the_same_agency_returns_the_first_referral(intake, kafka, credentials):
     first = (await intake.post("/v1/referrals", json=submission(idempotency_key="op-7/1"))).json()
     again = (await intake.post("/v1/referrals", json=submission(idempotency_key="op-7/1"))).json()
-    other_agency = (await intake.post("/v1/referrals", json=submission(agency="Europol", idempotency_key="op-7/1"))).json()
+    border_force = bearer(credentials["agencies"]["BorderForce"]["token"])
+    other_agency = (await intake.post("/v1/referrals", json=submission(agency=None, idempotency_key="op-7/1"),
+                                      headers=border_force)).json()
 
     assert again["referral_id"] == first["referral_id"] and again["duplicate"] is True
     assert first["duplicate"] is False
