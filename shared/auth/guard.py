@@ -10,7 +10,7 @@ that every route has one, so a route added without a role is never served (fail 
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security, status
-from fastapi.routing import APIRoute
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.auth.principal import Principal, Role
@@ -78,10 +78,14 @@ def _guards(dependant) -> set[Role]:
 def route_roles(app: FastAPI) -> dict[tuple[str, str], frozenset[Role]]:
     """(method, path) -> the roles that may call it, for every route of app but the public ones."""
     table = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path not in PUBLIC:
-            for method in route.methods:
-                table[(method, route.path)] = frozenset(_guards(route.dependant))
+    # FastAPI 0.16x includes routers lazily: iter_route_contexts gives each route with the
+    # dependencies of the routers it was included through.
+    for route in iter_route_contexts(app.routes):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None or route.path in PUBLIC:
+            continue  # not an API route (e.g. a mounted app): none is mounted on our services
+        for method in route.methods or ():
+            table[(method, route.path)] = frozenset(_guards(dependant))
     return table
 
 
