@@ -19,10 +19,8 @@ SCHEMA = "outcomes"
 def upgrade() -> None:
     op.add_column("audit_events", sa.Column("credential", sa.String(300)), schema=SCHEMA)
     op.add_column("auditor_queries", sa.Column("credential", sa.Text), schema=SCHEMA)
-    op.create_index("auditor_queries_actor", "auditor_queries", ["actor", "id"], schema=SCHEMA)
 
 
 def downgrade() -> None:
-    op.drop_index("auditor_queries_actor", "auditor_queries", schema=SCHEMA)
     op.drop_column("auditor_queries", "credential", schema=SCHEMA)
     op.drop_column("audit_events", "credential", schema=SCHEMA)
