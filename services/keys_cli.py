@@ -71,13 +71,15 @@ def create(role: str = typer.Option(..., "--role", help=f"One of: {', '.join(ROL
 
 @keys_app.command("list")
 def list_keys(database_url: str | None = DATABASE) -> None:
-    """Every key: id, role, name, agency, created, expires, revoked (never a secret)."""
+    """Every key: id, role, name, agency, created, expires, last used, revoked (never a secret)."""
     rows = _run(database_url, keys.listing)
-    typer.echo(f"{'key id':<14}{'role':<11}{'name':<20}{'agency':<14}{'created':<12}{'expires':<12}revoked")
+    typer.echo(f"{'key id':<14}{'role':<11}{'name':<20}{'agency':<14}{'created':<12}{'expires':<12}"
+               f"{'last used':<18}revoked")
     for r in rows:
         revoked = f"{r['revoked_at']:%Y-%m-%d}" if r["revoked_at"] else "-"
+        used = f"{r['last_used_at']:%Y-%m-%d %H:%M}" if r["last_used_at"] else "never"
         typer.echo(f"{r['key_id']:<14}{r['role']:<11}{r['name'][:19]:<20}{(r['agency'] or '-')[:13]:<14}"
-                   f"{r['created_at']:%Y-%m-%d}  {r['expires_at']:%Y-%m-%d}  {revoked}")
+                   f"{r['created_at']:%Y-%m-%d}  {r['expires_at']:%Y-%m-%d}  {used:<18}{revoked}")
 
 
 @keys_app.command("revoke")

@@ -77,6 +77,9 @@ async def principal_for(session: AsyncSession, token: str) -> Principal | None:
         api_keys.c.expires_at > func.now()))).mappings().first()
     if row is None or not hmac.compare_digest(bytes(row["secret_sha256"]), digest(secret)):
         return None
+    # Once per check, not per request (services cache checks): `takedown keys list` shows keys in use.
+    await session.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_at=func.now()))
+    await session.commit()
     return Principal(name=row["name"], roles=frozenset({Role(row["role"])}), credential=f"key:{key_id}",
                      agency=row["agency"])
 

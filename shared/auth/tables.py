@@ -22,6 +22,7 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),  # at most AUTH_CACHE_S old while in use
     Column("created_by", Text, nullable=False),
 )
 

@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
+        sa.Column("last_used_at", sa.DateTime(timezone=True)),
         sa.Column("created_by", sa.Text, nullable=False),
         sa.CheckConstraint("role IN ('agency', 'auditor', 'oversight', 'operator')", name="api_keys_role"),
         sa.CheckConstraint("(role = 'agency') = (agency IS NOT NULL)", name="api_keys_agency_iff_agency_role"),
