@@ -13,6 +13,7 @@ from services.outcomes.probe import HttpContentProbe
 from services.outcomes.scheduler import Scheduler
 from services.outcomes.service import OutcomesService
 from shared import db, topics
+from shared.fetch import GuardedFetcher
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.serving import add_health, install_error_handlers, limit_body
 
@@ -26,7 +27,7 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
     sessions = db.make_sessions(engine)
     broker = make_broker(settings, "takedown-outcomes")
     handlers.register(broker, OutcomesService(sessions), consumer_options(settings, topics.GROUP_OUTCOMES))
-    probe = HttpContentProbe(settings.content_check_url, settings.content_check_timeout_s)
+    probe = HttpContentProbe(settings.content_check_url, GuardedFetcher(settings.fetch_settings()))
     scheduler = Scheduler(sessions, broker, probe, settings)
 
     @contextlib.asynccontextmanager

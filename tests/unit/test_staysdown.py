@@ -115,3 +115,18 @@ def test_checks_and_the_check_url_are_read_from_the_environment(monkeypatch):
     settings = OutcomesSettings()
     assert settings.stays_down_checks_s == [0.5, 1.0, 3.0]
     assert check_url(settings.content_check_url, "https://x.com/a") == "http://127.0.0.1:8090/content?url=https%3A%2F%2Fx.com%2Fa"
+
+
+def test_the_allow_list_is_read_from_the_environment_comma_separated(monkeypatch):
+    monkeypatch.setenv("FETCH_ALLOW", "127.0.0.1:8090, sandbox:8090")
+    settings = OutcomesSettings()
+
+    assert settings.fetch_allow == ["127.0.0.1:8090", "sandbox:8090"]
+    assert settings.fetch_settings().allow == {("127.0.0.1", 8090), ("sandbox", 8090)}
+    assert OutcomesSettings(fetch_allow=[]).fetch_settings().allow == frozenset()
+
+
+def test_a_bad_allow_list_entry_fails_at_start_not_at_the_first_check(monkeypatch):
+    monkeypatch.setenv("FETCH_ALLOW", "127.0.0.1")
+    with pytest.raises(ValidationError, match="is not host:port"):
+        OutcomesSettings()
