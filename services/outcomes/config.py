@@ -50,6 +50,11 @@ class OutcomesSettings(BaseServiceSettings):
     content_check_timeout_s: float = Field(
         10.0, gt=0, description="The whole of one check, redirects and body included, must finish within this.")
     content_check_concurrency: int = Field(8, ge=1, description="Most stays-down checks under way at once.")
+    content_check_retry_s: float = Field(
+        60.0, gt=0, description="A failed check waits about this long before it is tried again, twice as long after "
+                                "each further failure, up to content_check_retry_max_s.")
+    content_check_retry_max_s: float = Field(
+        6 * 3600.0, gt=0, description="The longest wait; a refused check (not a public address) waits this long.")
     fetch_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="host:port entries a check may reach although they are not public addresses, comma-separated, "

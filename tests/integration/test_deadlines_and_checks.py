@@ -254,3 +254,47 @@ async def test_the_http_probe_refuses_to_check_a_url_that_is_not_a_public_addres
 
     with pytest.raises(ProbeRefused, match="is not a public address"):
         await probe.reachable(url)
+
+
+class ScriptedProbe:
+    """A ContentProbe that answers each URL from a script (a reachability, or an exception to raise)."""
+
+    def __init__(self, answers: dict[str, bool | ProbeFailed]):
+        self.answers, self.calls = answers, []
+
+    async def reachable(self, url: str) -> bool:
+        self.calls.append(url)
+        if isinstance(self.answers[url], ProbeFailed):
+            raise self.answers[url]
+        return self.answers[url]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_failed_or_refused_stays_down_check_waits_instead_of_being_tried_again_every_tick(
+        settings_env, kafka):
+    settings = quick(settings_env, scheduler_enabled=False, stays_down_checks_s=[0.1, 3600],
+                     content_check_retry_s=60)
+    failing, refused, answered = (uuid4() for _ in range(3))
+    urls = {rid: f"https://youtube.com/watch?v={rid.hex}" for rid in (failing, refused, answered)}
+    probe = ScriptedProbe({urls[failing]: ProbeFailed("HTTP 503"), urls[answered]: False,
+                           urls[refused]: ProbeRefused("not a public address")})
+    async with outcomes(settings) as client:
+        then = datetime.now(UTC) - timedelta(seconds=1)
+        for rid, url in urls.items():
+            await publish(kafka, submitted(rid, then - timedelta(hours=1), Category.fraud, Platform.youtube, url),
+                          dispatched(rid, then - timedelta(minutes=59), Platform.youtube),
+                          removed(rid, then, Platform.youtube))
+            await referral_when(client, rid, lambda b: b["status"] == "decided", "the referral decided")
+        engine, broker = db.make_engine(settings.database_url), make_broker(settings, "scheduler-backoff")
+        await broker.connect()
+        try:
+            scheduler = Scheduler(db.make_sessions(engine), broker, probe, settings)
+            published = [await scheduler.tick() for _ in range(3)]
+        finally:
+            await broker.stop()
+            await engine.dispose()
+        down = await referral_when(client, answered, lambda b: "content.still_down" in types(b), "the answered check")
+    assert published == [1, 0, 0] and down["reachable"] is False
+    assert sorted(probe.calls) == sorted(urls.values())  # each probed once in three ticks
