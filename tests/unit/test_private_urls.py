@@ -4,6 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.intake.domain import Submission, canonicalise
+from services.intake.handlers import parse_submission
+from shared.reliability import Poison
 
 VALID = {"agency": "NCA", "url": "https://fb.com/x", "category": "people_smuggling"}
 
@@ -76,6 +78,13 @@ def test_the_refusal_says_which_host_and_why():
         "URL host 2130706433 is not a public address: 127.0.0.1 is loopback")
     assert url_error("http://printer.local/")[1].endswith(
         "URL host printer.local is not a public address: it is an internal name")
+
+
+def test_a_record_on_referrals_inbound_with_such_a_url_is_poison_with_the_reason():
+    raw = b'{"agency": "NCA", "url": "http://[::ffff:169.254.169.254]/", "category": "fraud"}'
+
+    with pytest.raises(Poison, match=r"url: .*URL host ::ffff:169.254.169.254 is not a public address"):
+        parse_submission(raw)
 
 
 ACCEPTED = {
