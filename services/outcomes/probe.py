@@ -16,7 +16,7 @@ class ProbeFailed(Exception):
 
 
 class ProbeRefused(ProbeFailed):
-    """The check may not be made (its URL is not a public address): trying again soon will not help."""
+    """The check may not be made (not a public address, too many redirects): trying again soon will not help."""
 
 
 class ContentProbe(Protocol):
