@@ -64,6 +64,8 @@ class Stack:
         self.env.setdefault("POLL_INTERVAL_S", "2")
         self.env.setdefault("SANDBOX_SMTP_PORT", "8025")
         self.env.setdefault("CONTENT_CHECK_URL", self.url("sandbox") + "/content?url={url}")
+        # The sandbox listens on loopback, which checks may not reach unless allowed by name.
+        self.env.setdefault("FETCH_ALLOW", self.url("sandbox").removeprefix("http://"))
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
             self.kafka = EmbeddedKafka(port=self.kafka_port, log_file=self.data_dir / "logs" / "tansu.log")
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka.start()

@@ -33,11 +33,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20, w
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, port: int | None = None):
-    """Serve app (lifespan included) on a free port; yield its base URL."""
+async def serving(app: FastAPI, port: int | None = None, **options: Any):
+    """Serve app (lifespan included) on a free port; yield its base URL. options go to uvicorn (ssl_certfile=...)."""
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False, lifespan="on"))
+                                           access_log=False, lifespan="on", **options))
     task = asyncio.create_task(server.serve())
 
     async def started() -> bool:
@@ -48,7 +48,7 @@ async def serving(app: FastAPI, port: int | None = None):
 
     await eventually(started, 60, f"{app.title} to start")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if 'ssl_certfile' in options else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

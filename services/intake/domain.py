@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared import netpolicy
 from shared.events import Category, Evidence, Platform, Priority, ReferralSubmitted, storable
 
 PLATFORM_HOSTS: dict[str, Platform] = {
@@ -60,14 +61,21 @@ def _split(url: str):
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError("URL scheme must be http or https")
-    if not parts.hostname or "." not in parts.hostname:
+    if not parts.hostname:
         raise ValueError("URL must have a host name")
     if any(c.isspace() for c in url):
         raise ValueError("URL must not contain white space")
+    # Refused here, not only when fetched, so an agency learns at once; see shared/netpolicy.py.
+    netpolicy.check_host(parts.hostname)
+    if "." not in parts.hostname and netpolicy.parse_address(parts.hostname) is None:
+        raise ValueError("URL must have a host name")
     return parts
 
 
 def _host(hostname: str) -> str:
+    address = netpolicy.parse_address(hostname)
+    if address is not None:  # one spelling per address: 134744072 and 8.8.2056 are 8.8.8.8
+        return f"[{address}]" if address.version == 6 else str(address)
     host = hostname.lower().rstrip(".")
     try:
         return host.encode("idna").decode("ascii")

@@ -15,6 +15,7 @@ from services.outcomes.scheduler import Scheduler
 from services.outcomes.service import OutcomesService
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
+from shared.fetch import GuardedFetcher
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.serving import add_health, install_error_handlers, limit_body
 
@@ -32,7 +33,7 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
                                    statement_timeout_s=settings.export_statement_timeout_s)
     broker = make_broker(settings, "takedown-outcomes")
     handlers.register(broker, OutcomesService(sessions), consumer_options(settings, topics.GROUP_OUTCOMES))
-    probe = HttpContentProbe(settings.content_check_url, settings.content_check_timeout_s)
+    probe = HttpContentProbe(settings.content_check_url, GuardedFetcher(settings.fetch_settings()))
     scheduler = Scheduler(sessions, broker, probe, settings)
 
     @contextlib.asynccontextmanager

@@ -1,12 +1,15 @@
 """Outcomes' settings, from the environment."""
 
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, PositiveFloat, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.outcomes.deadlines import Policy
+from shared import netpolicy
 from shared.events import Category, Platform
+from shared.fetch import FetchSettings
 from shared.settings import BaseServiceSettings
 
 DAY = 24.0
@@ -46,8 +49,18 @@ class OutcomesSettings(BaseServiceSettings):
     content_check_url: str = Field(
         "{url}", description="What a stays-down check GETs; {url} is the canonical URL (percent-encoded unless "
                              "the template starts with it). Sandbox: http://127.0.0.1:8090/content?url={url}")
-    content_check_timeout_s: float = Field(10.0, gt=0)
+    content_check_timeout_s: float = Field(
+        10.0, gt=0, description="The whole of one check, redirects and body included, must finish within this.")
     content_check_concurrency: int = Field(8, ge=1, description="Most stays-down checks under way at once.")
+    content_check_retry_s: float = Field(
+        60.0, gt=0, description="A failed check waits about this long before it is tried again, twice as long after "
+                                "each further failure, up to content_check_retry_max_s.")
+    content_check_retry_max_s: float = Field(
+        6 * 3600.0, gt=0, description="The longest wait; a refused check (not a public address) waits this long.")
+    fetch_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="host:port entries a check may reach although they are not public addresses, comma-separated, "
+                    "e.g. FETCH_ALLOW=127.0.0.1:8090 for the sandbox (`takedown run` sets it). See shared/fetch.py.")
     scheduler_enabled: bool = Field(
         True, description="Run the deadline and stays-down scheduler in this instance (several may: ids are stable).")
     scheduler_tick_s: float = Field(5.0, gt=0, description="How often deadlines and stays-down checks are looked at.")
@@ -78,12 +91,31 @@ class OutcomesSettings(BaseServiceSettings):
             normalised[f"{category}/{platform}"] = hours
         return normalised
 
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):  # '127.0.0.1:8090, sandbox:8090' or a JSON list
+            return json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            netpolicy.allow_entry(entry)  # a typo fails at start, not as a refused check a day later
+        return [entry.strip() for entry in value]
+
     @field_validator("stays_down_checks_s")
     @classmethod
     def _ascending(cls, value: list[float]) -> list[float]:
         if any(b <= a for a, b in zip(value, value[1:])):
             raise ValueError("stays-down checks must be in increasing order")
         return value
+
+    def fetch_settings(self) -> FetchSettings:
+        """How stays-down checks fetch: the allow-list and the deadline of one check."""
+        return FetchSettings.allowing(self.fetch_allow, deadline_s=self.content_check_timeout_s,
+                                      user_agent="takedown-outcomes stays-down check")
 
     def deadline_policy(self) -> Policy:
         overrides = {tuple(key.split("/")): hours for key, hours in self.deadline_overrides.items()}

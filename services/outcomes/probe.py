@@ -4,7 +4,7 @@ import logging
 from typing import Protocol
 from urllib.parse import quote
 
-import httpx
+from shared.fetch import FetchFailed, GuardedFetcher, Refused
 
 log = logging.getLogger(__name__)
 
@@ -13,6 +13,10 @@ GONE = frozenset({404, 410, 451})  # not found, gone, unavailable for legal reas
 
 class ProbeFailed(Exception):
     """The check gave no answer either way (an error, a timeout): try again later."""
+
+
+class ProbeRefused(ProbeFailed):
+    """The check may not be made (not a public address, too many redirects): trying again soon will not help."""
 
 
 class ContentProbe(Protocol):
@@ -35,28 +39,25 @@ def check_url(template: str, url: str) -> str:
 
 
 class HttpContentProbe:
-    """GETs the check URL: 2xx is reachable, 404, 410 or 451 gone, anything else a failed check."""
+    """GETs the check URL through the guarded fetcher: 2xx is reachable, 404, 410 or 451 gone, anything else a
+    failed check; a URL the fetcher refuses (not a public address, too many redirects) is a refused check."""
 
-    def __init__(self, template: str, timeout_s: float):
-        self.template, self.timeout_s = template, timeout_s
-        self._client: httpx.AsyncClient | None = None
+    def __init__(self, template: str, fetcher: GuardedFetcher):
+        self.template, self.fetcher = template, fetcher
 
     async def reachable(self, url: str) -> bool:
-        if self._client is None:  # made on first use: nothing connects before the service starts
-            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=True,
-                                             headers={"User-Agent": "takedown-outcomes stays-down check"})
         target = check_url(self.template, url)
         try:
-            response = await self._client.get(target)
-        except httpx.HTTPError as exc:
-            raise ProbeFailed(f"GET {target}: {exc!r}") from exc
-        if response.is_success:
+            status = (await self.fetcher.get(target)).status
+        except Refused as exc:
+            raise ProbeRefused(str(exc)) from exc
+        except FetchFailed as exc:
+            raise ProbeFailed(str(exc)) from exc
+        if 200 <= status < 300:
             return True
-        if response.status_code in GONE:
+        if status in GONE:
             return False
-        raise ProbeFailed(f"GET {target}: HTTP {response.status_code}")
+        raise ProbeFailed(f"GET {target}: HTTP {status}")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.fetcher.close()

@@ -5,11 +5,13 @@ restrictions with checks still to make), works out what is due with the pure fun
 deadlines.py and staysdown.py, and publishes the events to REFERRALS_LIFECYCLE, which outcomes
 itself consumes and records like any other. The events' ids are derived from what they record,
 so a restart or a second instance publishing the same event again changes nothing: outcomes
-records an event id once. A failing tick is logged and retried with backoff.
+records an event id once. A failing tick is logged and retried with backoff; so is a failing
+stays-down check, each on its own (staysdown.Retries), not again every tick.
 """
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +25,9 @@ from services.outcomes.audit import audit_events
 from services.outcomes.config import OutcomesSettings
 from services.outcomes.db import referrals
 from services.outcomes.deadlines import WAITING, due
-from services.outcomes.probe import ContentProbe, ProbeFailed
-from services.outcomes.staysdown import (CHECK_EVENTS, CHECKED_OUTCOMES, CHECKED_STATUS, check_event, check_id,
-                                         due_check)
+from services.outcomes.probe import ContentProbe, ProbeFailed, ProbeRefused
+from services.outcomes.staysdown import (CHECK_EVENTS, CHECKED_OUTCOMES, CHECKED_STATUS, Retries, check_event,
+                                         check_id, due_check)
 from shared import topics
 from shared.events import Event
 from shared.kafka import publish_event
@@ -44,6 +46,7 @@ class Scheduler:
         self.tick_s, self.batch = settings.scheduler_tick_s, settings.scheduler_batch
         self.concurrency, self.enabled = settings.content_check_concurrency, settings.scheduler_enabled
         self.published: dict[UUID, None] = {}
+        self.retries = Retries(settings.content_check_retry_s, settings.content_check_retry_max_s)
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -101,22 +104,36 @@ class Scheduler:
         published = 0
         limit = asyncio.Semaphore(self.concurrency)
         async for rows in self._batches(query):
-            checks = [(row, n) for row in rows if (n := due_check(row, self.offsets, row["done"], now)) is not None
-                      and check_id(row["referral_id"], row["decided_at"], n) not in self.published]
+            checks = self._due_checks(rows, now)
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self._check(row, n, limit)) for row, n in checks]
             published += sum(t.result() for t in tasks)
         return published
 
+    def _due_checks(self, rows: list[dict[str, Any]], now: datetime) -> list[tuple[dict[str, Any], int]]:
+        """(row, check number) of each check due now, unless published already or waiting after a failure."""
+        checks = []
+        for row in rows:
+            number = due_check(row, self.offsets, row["done"], now)
+            if number is None:
+                continue
+            check = check_id(row["referral_id"], row["decided_at"], number)
+            if check not in self.published and self.retries.ready(check, time.monotonic()):
+                checks.append((row, number))
+        return checks
+
     async def _check(self, row: dict[str, Any], number: int, limit: asyncio.Semaphore) -> int:
-        url = row["canonical_url"]
+        url, check = row["canonical_url"], check_id(row["referral_id"], row["decided_at"], number)
         async with limit:
             try:
                 reachable = await self.probe.reachable(url)
             except ProbeFailed as exc:
-                log.warning("referral %s: stays-down check %s of %s failed, again next tick: %s",
-                            row["referral_id"], number, url, exc)
+                refused = isinstance(exc, ProbeRefused)
+                delay = self.retries.failed(check, time.monotonic(), refused=refused)
+                log.warning("referral %s: stays-down check %s of %s %s, next try in %.0f s: %s", row["referral_id"],
+                            number, url, "refused" if refused else "failed", delay, exc)
                 return 0
+        self.retries.succeeded(check)
         return await self._publish(check_event(row["referral_id"], url, row["decided_at"], number, reachable,
                                                datetime.now(UTC)))
 

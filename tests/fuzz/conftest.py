@@ -92,7 +92,8 @@ def apps(kafka: str, database_url: str, ports: dict[str, int]) -> dict[str, Fast
         "dispatcher": create_dispatcher(DispatcherSettings(
             **common, sandbox_url=sandbox_url, dispatcher_callback_base_url=f"http://127.0.0.1:{ports['dispatcher']}",
             adapters={"telegram": {"smtp_port": ports["smtp"]}}, poll_interval_s=0.5)),
-        "outcomes": create_outcomes(OutcomesSettings(**common, content_check_url=sandbox_url + "/content?url={url}")),
+        "outcomes": create_outcomes(OutcomesSettings(**common, content_check_url=sandbox_url + "/content?url={url}",
+                                                     fetch_allow=[f"127.0.0.1:{ports['sandbox']}"])),
     }
 
 

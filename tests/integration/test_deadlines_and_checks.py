@@ -12,13 +12,14 @@ from fastapi import FastAPI, Response
 
 from services.outcomes.app import create_app
 from services.outcomes.config import OutcomesSettings
-from services.outcomes.probe import HttpContentProbe, ProbeFailed
+from services.outcomes.probe import HttpContentProbe, ProbeFailed, ProbeRefused
 from services.outcomes.scheduler import Scheduler
 from services.sandbox.app import create_app as create_sandbox
 from services.sandbox.config import SandboxSettings
 from shared import db, topics
 from shared.events import (Category, Event, InformationSupplied, Outcome, Platform, ReferralDispatched,
                            ReferralSubmitted, TakedownDecided, TakedownInformationRequested, Visibility, to_kafka)
+from shared.fetch import FetchSettings, GuardedFetcher
 from shared.kafka import make_broker, publish_event
 from tests.support import TopicReader, eventually, headers_of, produce, serving
 
@@ -87,6 +88,14 @@ async def outcomes(settings: OutcomesSettings):
         yield client
 
 
+def guarded(*allow: str, deadline_s: float = 1) -> GuardedFetcher:
+    return GuardedFetcher(FetchSettings.allowing(allow, deadline_s=deadline_s))
+
+
+def host_port(base_url: str) -> str:
+    return base_url.removeprefix("http://")
+
+
 def quick(settings_env: dict, **overrides) -> OutcomesSettings:
     return OutcomesSettings(**{**settings_env, "scheduler_enabled": True, "scheduler_tick_s": 0.1, **overrides})
 
@@ -124,7 +133,7 @@ async def test_the_same_overdue_published_by_two_schedulers_at_once_is_recorded_
         try:
             for broker in brokers:
                 await broker.connect()
-            schedulers = [Scheduler(db.make_sessions(engine), broker, HttpContentProbe("{url}", 1), settings)
+            schedulers = [Scheduler(db.make_sessions(engine), broker, HttpContentProbe("{url}", guarded()), settings)
                           for broker in brokers]
             assert await asyncio.gather(*(s.tick() for s in schedulers)) == [1, 1]
             await publish_event(brokers[0], topics.REFERRALS_LIFECYCLE, answered(rid, datetime.now(UTC)))
@@ -175,7 +184,7 @@ async def test_removed_content_is_checked_still_down_twice_then_reopens_the_refe
         assert (await sandbox.get("/content", params={"url": url})).status_code == 410
 
         settings = quick(settings_env, stays_down_checks_s=[0.2, 0.4, 3.0],
-                         content_check_url=f"{sandbox_url}/content?url={{url}}")
+                         content_check_url=f"{sandbox_url}/content?url={{url}}", fetch_allow=[host_port(sandbox_url)])
         async with outcomes(settings) as client:
             now = datetime.now(UTC)
             await publish(kafka, submitted(rid, now - timedelta(hours=1), Category.fraud, Platform.youtube, url),
@@ -223,7 +232,7 @@ async def test_the_http_probe_tells_content_up_from_gone_and_anything_else_is_a_
         return Response(status_code=code)
 
     async with serving(answers) as base:
-        probe = HttpContentProbe(f"{base}/{{url}}", timeout_s=5)
+        probe = HttpContentProbe(f"{base}/{{url}}", guarded(host_port(base), deadline_s=5))
         try:
             assert await probe.reachable("200") is True and await probe.reachable("204") is True
             assert await probe.reachable("404") is False and await probe.reachable("410") is False
@@ -232,7 +241,60 @@ async def test_the_http_probe_tells_content_up_from_gone_and_anything_else_is_a_
                     await probe.reachable(code)
         finally:
             await probe.close()
-    unreachable = HttpContentProbe(f"{base}/{{url}}", timeout_s=1)
+    unreachable = HttpContentProbe(f"{base}/{{url}}", guarded(host_port(base), deadline_s=1))
     with pytest.raises(ProbeFailed):
         await unreachable.reachable("200")
     await unreachable.close()
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:5432/",
+                                 "http://[::ffff:10.0.0.1]/", "http://kafka.internal:9092/"])
+async def test_the_http_probe_refuses_to_check_a_url_that_is_not_a_public_address(url):
+    probe = HttpContentProbe("{url}", guarded())
+
+    with pytest.raises(ProbeRefused, match="is not a public address"):
+        await probe.reachable(url)
+
+
+class ScriptedProbe:
+    """A ContentProbe that answers each URL from a script (a reachability, or an exception to raise)."""
+
+    def __init__(self, answers: dict[str, bool | ProbeFailed]):
+        self.answers, self.calls = answers, []
+
+    async def reachable(self, url: str) -> bool:
+        self.calls.append(url)
+        if isinstance(self.answers[url], ProbeFailed):
+            raise self.answers[url]
+        return self.answers[url]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_failed_or_refused_stays_down_check_waits_instead_of_being_tried_again_every_tick(
+        settings_env, kafka):
+    settings = quick(settings_env, scheduler_enabled=False, stays_down_checks_s=[0.1, 3600],
+                     content_check_retry_s=60)
+    failing, refused, answered = (uuid4() for _ in range(3))
+    urls = {rid: f"https://youtube.com/watch?v={rid.hex}" for rid in (failing, refused, answered)}
+    probe = ScriptedProbe({urls[failing]: ProbeFailed("HTTP 503"), urls[answered]: False,
+                           urls[refused]: ProbeRefused("not a public address")})
+    async with outcomes(settings) as client:
+        then = datetime.now(UTC) - timedelta(seconds=1)
+        for rid, url in urls.items():
+            await publish(kafka, submitted(rid, then - timedelta(hours=1), Category.fraud, Platform.youtube, url),
+                          dispatched(rid, then - timedelta(minutes=59), Platform.youtube),
+                          removed(rid, then, Platform.youtube))
+            await referral_when(client, rid, lambda b: b["status"] == "decided", "the referral decided")
+        engine, broker = db.make_engine(settings.database_url), make_broker(settings, "scheduler-backoff")
+        await broker.connect()
+        try:
+            scheduler = Scheduler(db.make_sessions(engine), broker, probe, settings)
+            published = [await scheduler.tick() for _ in range(3)]
+        finally:
+            await broker.stop()
+            await engine.dispose()
+        down = await referral_when(client, answered, lambda b: "content.still_down" in types(b), "the answered check")
+    assert published == [1, 0, 0] and down["reachable"] is False
+    assert sorted(probe.calls) == sorted(urls.values())  # each probed once in three ticks

@@ -103,6 +103,20 @@ async def test_a_batch_answers_item_by_item_and_publishes_only_what_it_accepted(
     assert sorted(submitted_ids(records)) == sorted([results[0]["referral_id"], results[2]["referral_id"]])
 
 
+async def test_a_url_whose_host_is_not_public_gets_422_naming_url_alone_and_is_invalid_in_a_batch(intake):
+    metadata = submission(url="http://169.254.169.254/latest/meta-data/")
+
+    single = await intake.post("/v1/referrals", json=metadata)
+    batch = await intake.post("/v1/referrals/batch", json={"referrals": [submission(url="http://0x7f000001:5432/")]})
+
+    assert single.status_code == 422
+    [error] = single.json()["detail"]
+    assert error["loc"] == ["body", "url"]
+    assert "URL host 169.254.169.254 is not a public address: 169.254.169.254 is link-local" in error["msg"]
+    [result] = batch.json()["results"]
+    assert result["status"] == "invalid" and [e["field"] for e in result["errors"]] == ["url"]
+
+
 async def test_a_batch_of_more_than_a_thousand_is_refused_whole(intake):
     response = await intake.post("/v1/referrals/batch", json={"referrals": [submission()] * 1001})
 
@@ -130,6 +144,8 @@ async def test_a_submission_on_referrals_inbound_becomes_a_referral_once_even_if
     (b"\xff\xfe\x00", "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
     (json.dumps({"agency": "NCA", "url": "https://x.com/a"}).encode(), "category: Field required"),
+    (json.dumps({"agency": "NCA", "url": "http://localhost:5432/", "category": "fraud"}).encode(),
+     "URL host localhost is not a public address"),
 ])
 async def test_a_bad_inbound_record_is_dead_lettered_with_its_reason_and_consumption_goes_on(intake, kafka, raw, reason):
     await produce(kafka, topics.REFERRALS_INBOUND, raw)

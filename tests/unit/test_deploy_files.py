@@ -167,6 +167,11 @@ def test_every_app_service_listens_on_all_interfaces():
         assert f":{port}/health" in " ".join(services[name]["healthcheck"]["test"]), name
 
 
+def test_outcomes_may_check_content_at_the_sandbox_it_is_pointed_at():
+    env = compose_services()["outcomes"]["environment"]
+    assert env["CONTENT_CHECK_URL"].startswith(f"http://{env['FETCH_ALLOW']}/")
+
+
 # --- deploy/k8s ---------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from services.outcomes.config import OutcomesSettings
 from services.outcomes.domain import project
 from services.outcomes.probe import check_url
-from services.outcomes.staysdown import check_event, due_check
+from services.outcomes.staysdown import Retries, check_event, due_check
 from shared.events import (Category, Event, Outcome, Platform, ReferralDispatched, ReferralSubmitted,
                            TakedownDecided, Visibility)
 
@@ -115,3 +115,65 @@ def test_checks_and_the_check_url_are_read_from_the_environment(monkeypatch):
     settings = OutcomesSettings()
     assert settings.stays_down_checks_s == [0.5, 1.0, 3.0]
     assert check_url(settings.content_check_url, "https://x.com/a") == "http://127.0.0.1:8090/content?url=https%3A%2F%2Fx.com%2Fa"
+
+
+def test_a_failed_check_waits_before_it_is_tried_again_and_about_twice_as_long_after_each_further_failure():
+    retries, check = Retries(base_s=60, cap_s=3600), uuid4()
+    assert retries.ready(check, 0)
+
+    first = retries.failed(check, 0)
+    second = retries.failed(check, first)
+    third = retries.failed(check, first + second)
+
+    assert 30 <= first <= 60 and 60 <= second <= 120 and 120 <= third <= 240  # jittered, never below half
+    assert not retries.ready(check, first + second + third - 0.001)
+    assert retries.ready(check, first + second + third)
+
+
+def test_a_failing_check_never_waits_longer_than_the_cap_and_other_checks_do_not_wait_for_it():
+    retries, check = Retries(base_s=60, cap_s=3600), uuid4()
+
+    delays = [retries.failed(check, 0) for _ in range(20)]
+
+    assert max(delays) <= 3600 and delays[-1] >= 1800
+    assert retries.ready(uuid4(), 0)
+
+
+def test_a_refused_check_waits_the_longest_delay_at_once():
+    retries, check = Retries(base_s=60, cap_s=3600), uuid4()
+
+    assert retries.failed(check, 100, refused=True) == 3600
+    assert not retries.ready(check, 3699) and retries.ready(check, 3700)
+
+
+def test_a_check_that_succeeds_is_forgotten_so_a_later_failure_starts_from_the_shortest_delay():
+    retries, check = Retries(base_s=60, cap_s=3600), uuid4()
+    for _ in range(5):
+        retries.failed(check, 0)
+
+    retries.succeeded(check)
+
+    assert retries.ready(check, 0) and retries.failed(check, 0) <= 60
+
+
+def test_failing_checks_remembered_are_bounded_and_the_longest_quiet_is_forgotten_first():
+    retries, checks = Retries(base_s=60, cap_s=3600, remembered=2), [uuid4(), uuid4(), uuid4()]
+    for check in checks:
+        retries.failed(check, 0)
+
+    assert [retries.ready(check, 1) for check in checks] == [True, False, False]
+
+
+def test_the_allow_list_is_read_from_the_environment_comma_separated(monkeypatch):
+    monkeypatch.setenv("FETCH_ALLOW", "127.0.0.1:8090, sandbox:8090")
+    settings = OutcomesSettings()
+
+    assert settings.fetch_allow == ["127.0.0.1:8090", "sandbox:8090"]
+    assert settings.fetch_settings().allow == {("127.0.0.1", 8090), ("sandbox", 8090)}
+    assert OutcomesSettings(fetch_allow=[]).fetch_settings().allow == frozenset()
+
+
+def test_a_bad_allow_list_entry_fails_at_start_not_at_the_first_check(monkeypatch):
+    monkeypatch.setenv("FETCH_ALLOW", "127.0.0.1")
+    with pytest.raises(ValidationError, match="is not host:port"):
+        OutcomesSettings()

@@ -1,0 +1,26 @@
+"""What `takedown run` tells the services it starts: stays-down checks go to its sandbox, and may reach it."""
+
+from services.outcomes.config import OutcomesSettings
+from services.supervisor import Stack
+from shared.fetch import FetchSettings
+
+EXTERNAL = {"KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092", "DATABASE_URL": "postgresql+asyncpg://db.example/t"}
+
+
+def test_checks_go_to_the_sandbox_and_the_sandbox_alone_is_allowed(tmp_path):
+    stack = Stack(tmp_path, env={**EXTERNAL, "SANDBOX_PORT": "9190"})
+
+    stack.start_infrastructure()  # with external servers set, only the environment is prepared
+
+    assert stack.env["CONTENT_CHECK_URL"] == "http://127.0.0.1:9190/content?url={url}"
+    assert stack.env["FETCH_ALLOW"] == "127.0.0.1:9190"
+    assert OutcomesSettings(fetch_allow=stack.env["FETCH_ALLOW"]).fetch_settings().allow == \
+        FetchSettings.allowing(["127.0.0.1:9190"]).allow
+
+
+def test_an_allow_list_set_by_the_operator_is_kept(tmp_path):
+    stack = Stack(tmp_path, env={**EXTERNAL, "FETCH_ALLOW": "sandbox.test:8090"})
+
+    stack.start_infrastructure()
+
+    assert stack.env["FETCH_ALLOW"] == "sandbox.test:8090"
