@@ -14,6 +14,7 @@ from services.outcomes.scheduler import Scheduler
 from services.outcomes.service import OutcomesService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.redact import configured_secrets, register_secrets
 from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: OutcomesSettings) -> FastAPI:
     """Build outcomes; it migrates its schema and connects when the app starts, not before."""
+    register_secrets(*configured_secrets(settings))  # kept out of logs and dead letters from here on
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
     broker = make_broker(settings, "takedown-outcomes")

@@ -7,13 +7,21 @@ import json
 import logging
 import subprocess
 import sys
+from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
+from uuid import uuid4
 
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from services.dispatcher import domain
+from services.dispatcher.adapters.answers import excerpt
+from services.dispatcher.outbound import LAST_ERROR, Outbound, Record
+from shared.events import Platform
+from shared.kafka import dead_letter_record
 from shared.redact import (MASK, RedactingFilter, Redactor, configured_secrets, forms, install_log_filter,
                            redact_headers)
+from tests.fakes import RecordingBroker
 
 SECRET = "s3cr3t/P@ss+w0rd=="  # every form of it differs: /, @, + and = are all encoded
 B64, URLSAFE = base64.b64encode(SECRET.encode()).decode(), base64.urlsafe_b64encode(SECRET.encode()).decode()
@@ -114,6 +122,54 @@ def test_headers_copied_elsewhere_lose_credentials_and_keep_the_rest_scrubbed():
                "ce_type": "referral.submitted", "x-takedown-last-error": "401 for Bearer tok-9", "raw": b"bytes"}
 
     assert redact_headers(headers) == {"ce_type": "referral.submitted", "x-takedown-last-error": "401 for Bearer ***"}
+
+
+def test_an_adapters_excerpt_is_redacted_before_it_is_cut_and_registers_the_adapters_secrets():
+    body = "x" * 195 + " excerpt-only-secret"  # cut first, "excerpt-o…" would be left
+
+    cut = excerpt(body, ("excerpt-only-secret",))
+
+    assert "excerpt-" not in cut and cut.endswith(MASK)
+    assert excerpt("again excerpt-only-secret") == f"again {MASK}"  # registered for good
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """The fields of a consumed aiokafka record a dead letter reads."""
+
+    topic: str = "referrals.inbound"
+    partition: int = 0
+    offset: int = 7
+    key: bytes = b"k"
+    value: bytes = b"{}"
+
+
+ECHO = "HTTP 400 from POST /reports: you sent Authorization: Bearer tok-1"
+HEADERS = {"authorization": "Bearer agency-token", "Cookie": "s=1", "ce_type": "referral.submitted",
+           LAST_ERROR: "HTTP 401: Bearer tok-0 expired"}
+
+
+async def test_dead_letters_of_every_service_and_of_the_dispatcher_lose_credentials_in_reason_and_headers():
+    broker = RecordingBroker()
+
+    await dead_letter_record(broker, "referrals.inbound.dlq", _Raw(), HEADERS, ECHO, 1)
+    await Outbound(broker).dead_letter(Record(key=b"k", value=b"{}", headers=HEADERS, topic="dispatch.x"), ECHO)
+
+    assert len(broker.published) == 2
+    for letter in broker.published:
+        assert letter.headers["dlq_reason"] == "HTTP 400 from POST /reports: you sent Authorization: ***"
+        assert letter.headers[LAST_ERROR] == "HTTP 401: Bearer *** expired"
+        assert not {"authorization", "Cookie"} & set(letter.headers) and letter.headers["ce_type"]
+
+
+async def test_a_retry_and_a_dispatch_failed_event_carry_the_reason_scrubbed():
+    broker = RecordingBroker()
+
+    await Outbound(broker).to_retry("x", Record(key=b"k", value=b"{}", headers={}), 0.0, ECHO)
+    failed = domain.dispatch_failed(uuid4(), Platform.x, "x", ECHO, 1, permanent=True)
+
+    assert broker.published[0].headers[LAST_ERROR].endswith("Authorization: ***")
+    assert failed.data.reason.endswith("Authorization: ***")
 
 
 def _logger(redactor: Redactor) -> tuple[logging.Logger, io.StringIO]:
