@@ -21,12 +21,18 @@ def make_engine(url: str, pool_size: int = 10, command_timeout_s: float = 60) ->
 
     No statement waits longer than command_timeout_s for an answer (asyncpg then raises a
     TimeoutError, an outage to retry), and a connection asyncpg left in a broken protocol state
-    is thrown away rather than handed out again (discard_broken_connections).
+    is thrown away rather than handed out again (discard_broken_connections). A failing
+    statement's parameters (referral text, credentials) stay out of its error and the logs.
     """
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
-                                 connect_args={"command_timeout": command_timeout_s})
+                                 hide_parameters=True, connect_args={"command_timeout": command_timeout_s})
     event.listen(engine.sync_engine, "handle_error", discard_broken_connections)
     return engine
+
+
+def single_use_engine(url: str) -> AsyncEngine:
+    """An engine without a pool, for one-off work (migrations, the CLI); parameters hidden as in make_engine."""
+    return create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
 
 
 def discard_broken_connections(context) -> None:
@@ -104,7 +110,7 @@ def run_alembic_env(context) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = single_use_engine(url)
         async with engine.connect() as connection:
             await connection.run_sync(do_run)
             await connection.commit()
