@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -106,18 +107,22 @@ class Redactor:
     """Blanks credentials and registered secrets out of text."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        self._secrets: frozenset[str] = frozenset()
+        self._seen: frozenset[str] = frozenset()  # registered, or skipped as too short
         self._compiled = _pattern(())
+        self._lock = threading.Lock()
         self.register(*secrets)
 
     def register(self, *secrets: str) -> None:
         """Blank these secrets out too, in every form; those too short to redact safely are skipped."""
-        for short in {s for s in secrets if 0 < len(s or "") < MIN_SECRET_CHARS}:
-            log.warning("a configured secret of %s characters is too short to redact from logs", len(short))
-        new = {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS} - self._secrets
-        if new:
-            self._secrets |= new
-            self._compiled = _pattern(sorted({f for s in self._secrets for f in forms(s)}))
+        if not (new := {s for s in secrets if s} - self._seen):  # the common case: excerpt() calls it each time
+            return
+        with self._lock:
+            self._seen |= new
+            for short in (s for s in new if len(s) < MIN_SECRET_CHARS):
+                log.warning("a configured secret of %s characters is too short to redact from logs", len(short))
+            if any(len(s) >= MIN_SECRET_CHARS for s in new):
+                usable = (s for s in self._seen if len(s) >= MIN_SECRET_CHARS)
+                self._compiled = _pattern(sorted({f for s in usable for f in forms(s)}))
 
     def redact(self, text: str) -> str:
         """text with every credential and registered secret in it replaced by ***."""

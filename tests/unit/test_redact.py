@@ -88,11 +88,12 @@ def test_redacting_twice_changes_nothing_more(redactor):
     assert redactor.redact(once) == once == "Authorization: *** next; *** and td_k1_***"
 
 
-def test_secrets_too_short_to_redact_safely_are_not_registered_and_say_so(caplog):
+def test_secrets_too_short_to_redact_safely_are_not_registered_and_say_so_once(caplog):
     redactor = Redactor(["", "abc", "abcdef"])
+    redactor.register("abc", "abcdef")
 
     assert redactor.redact("abc abcdef") == f"abc {MASK}"
-    assert "too short" in caplog.text and "abc" not in caplog.text
+    assert caplog.text.count("too short") == 1 and "abc" not in caplog.text
 
 
 def test_every_form_is_at_least_as_long_as_the_shortest_secret_registered():
