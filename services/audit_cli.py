@@ -8,13 +8,12 @@ check could not be made (the database is unreachable, say).
 import asyncio
 
 import typer
-from sqlalchemy import pool
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outcomes import audit
 from services.outcomes.chain import Checkpoint, Finding
-from shared.db import describe
+from shared.db import describe, single_use_engine
 from shared.embedded import cli_database_url
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify the audit trail's hash chain, and take checkpoints of it.")
@@ -31,7 +30,7 @@ def _checkpoint(text: str | None) -> Checkpoint | None:
 
 async def _check(url: str, checkpoint: Checkpoint | None) -> tuple[Finding | None, Checkpoint]:
     """The first broken link (or None) and the head, from one snapshot of the database."""
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = single_use_engine(url)
     try:
         async with engine.connect() as conn:
             await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)

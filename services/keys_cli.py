@@ -10,13 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import typer
-from sqlalchemy import pool
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import keys, setup, signing
 from shared.auth.principal import Role
-from shared.db import describe
+from shared.db import describe, single_use_engine
 from shared.embedded import cli_database_url
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys and agencies' Kafka signing secrets.")
@@ -31,7 +30,7 @@ def _run(database_url: str | None, work: Callable[[AsyncSession], Awaitable[Any]
 
     async def go() -> Any:
         await setup.migrate(url)
-        engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
+        engine = single_use_engine(url)
         try:
             async with async_sessionmaker(engine)() as session, session.begin():
                 return await work(session)

@@ -23,15 +23,21 @@ def make_engine(url: str, pool_size: int = 10, command_timeout_s: float = 60, ma
     No statement waits longer than command_timeout_s for an answer (asyncpg then raises a
     TimeoutError, an outage to retry), and a connection asyncpg left in a broken protocol state
     is thrown away rather than handed out again (discard_broken_connections). statement_timeout_s
-    has the server cancel any statement running longer (an export's pool).
+    has the server cancel any statement running longer (an export's pool). A failing statement's
+    parameters (referral text, credentials) stay out of its error and the logs.
     """
     connect_args: dict = {"command_timeout": max(command_timeout_s, statement_timeout_s or 0)}
     if statement_timeout_s is not None:
         connect_args["server_settings"] = {"statement_timeout": str(int(statement_timeout_s * 1000))}
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
-                                 connect_args=connect_args)
+                                 hide_parameters=True, connect_args=connect_args)
     event.listen(engine.sync_engine, "handle_error", discard_broken_connections)
     return engine
+
+
+def single_use_engine(url: str) -> AsyncEngine:
+    """An engine without a pool, for one-off work (migrations, the CLI); parameters hidden as in make_engine."""
+    return create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
 
 
 def discard_broken_connections(context) -> None:
@@ -109,7 +115,7 @@ def run_alembic_env(context) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = single_use_engine(url)
         async with engine.connect() as connection:
             await connection.run_sync(do_run)
             await connection.commit()

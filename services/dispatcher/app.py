@@ -17,6 +17,7 @@ from services.dispatcher.resilience import CircuitBreaker, TokenBucket
 from services.dispatcher.service import DispatchService
 from shared import db, topics
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.redact import configured_secrets, register_secrets
 from shared.reliability import backoff
 from shared.serving import add_health, install_error_handlers, limit_body
 
@@ -46,6 +47,8 @@ def lane_options(settings: DispatcherSettings) -> dict:
 def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = None) -> FastAPI:
     """Build the dispatcher; it connects to Kafka, Postgres and platforms when the app starts."""
     registry = registry or build_registry(settings.adapter_settings)
+    # Kept out of logs, dead letters and events from here on: ours and every adapter's credentials.
+    register_secrets(*configured_secrets(settings), *(s for a in registry for s in configured_secrets(a.config)))
     engine = db.make_engine(settings.database_url)
     broker = make_broker(settings, "takedown-dispatcher")
     service = DispatchService(registry, build_lanes(settings, registry), Outbound(broker), db.make_sessions(engine))

@@ -11,6 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from services.dispatcher.adapters.base import Decision, InformationRequest, PlatformAnswer
 from shared.events import (Event, Platform, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
                            TakedownInformationRequested, actor, summarise)
+from shared.redact import redact
 
 SOURCE = "/takedown/dispatcher"
 SERVICE = actor("service", "dispatcher")
@@ -32,8 +33,9 @@ def dispatched(referral_id: UUID, platform: Platform, adapter: str, ticket_id: s
 
 def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason: str,
                     attempts: int, permanent: bool, dispatch: int = 1) -> Event:
+    """The referral could not be delivered; credentials and secrets in reason (a platform may echo them) blanked out."""
     data = ReferralDispatchFailed(referral_id=referral_id, platform=platform, adapter=adapter,
-                                  reason=reason, attempts=attempts, permanent=permanent, dispatch=dispatch)
+                                  reason=redact(reason), attempts=attempts, permanent=permanent, dispatch=dispatch)
     return Event(id=stable_id(referral_id, "dispatch_failed", dispatch, attempts), source=SOURCE,
                  actor=SERVICE, data=data)
 

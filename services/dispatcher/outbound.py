@@ -8,6 +8,7 @@ from faststream.kafka import KafkaBroker
 from shared import topics
 from shared.events import Event
 from shared.kafka import publish_event
+from shared.redact import redact, redact_headers
 
 ATTEMPT = "x-takedown-attempt"
 NOT_BEFORE = "x-takedown-not-before"
@@ -51,16 +52,19 @@ class Outbound:
     async def to_retry(self, platform: str, record: Record, not_before: float, error: str) -> None:
         """Park a report until not_before (epoch seconds) with its next attempt number."""
         await self._send(topics.retry_lane(platform), record.with_headers(
-            **{ATTEMPT: str(record.attempt + 1), NOT_BEFORE: f"{not_before:.3f}", LAST_ERROR: error[:500]}))
+            **{ATTEMPT: str(record.attempt + 1), NOT_BEFORE: f"{not_before:.3f}", LAST_ERROR: redact(error)[:500]}))
 
     async def repark(self, platform: str, record: Record) -> None:
         """Send a parked report round its retry topic again, unchanged (it is not due yet)."""
         await self._send(topics.retry_lane(platform), record)
 
     async def dead_letter(self, record: Record, reason: str) -> None:
-        """Keep a report no platform would take, with why, how often we tried and where it was."""
-        await self._send(topics.DELIVERY_DLQ, record.with_headers(
-            dlq_reason=reason[:2000], dlq_original_topic=record.topic,
+        """Keep a report no platform would take, with why, how often we tried and where it was.
+
+        Its headers lose any credential header, and they and the reason any secret (shared/redact.py)."""
+        cleaned = replace(record, headers=redact_headers(record.headers))
+        await self._send(topics.DELIVERY_DLQ, cleaned.with_headers(
+            dlq_reason=redact(reason)[:2000], dlq_original_topic=record.topic,
             dlq_original_partition=str(record.partition), dlq_original_offset=str(record.offset),
             dlq_attempts=str(record.attempt), dlq_failed_at=datetime.now(UTC).isoformat()))
 

@@ -15,6 +15,7 @@ from services.intake.service import IntakeService
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.redact import configured_secrets, register_secrets
 from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: IntakeSettings) -> FastAPI:
     """Build intake; it connects to Postgres and Kafka when the app starts, not before."""
+    register_secrets(*configured_secrets(settings))  # kept out of logs and dead letters from here on
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
     broker = make_broker(settings, "takedown-intake")

@@ -17,6 +17,7 @@ from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.fetch import GuardedFetcher
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.redact import configured_secrets, register_secrets
 from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: OutcomesSettings) -> FastAPI:
     """Build outcomes; it migrates its schema and connects when the app starts, not before."""
+    register_secrets(*configured_secrets(settings))  # kept out of logs and dead letters from here on
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
     # Exports stream for as long as an auditor reads: a small pool of their own, every statement

@@ -20,17 +20,23 @@ from services.outcomes.search import FULL_COLUMNS, SUMMARY_COLUMNS, Filters
 BATCH = 1000
 CSV_COLUMNS = SUMMARY_COLUMNS
 NDJSON_COLUMNS = FULL_COLUMNS
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"): case
+# references, URLs, ticket ids and reasons come from agencies and platforms, and auditors open exports in Excel.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def cell(value: Any) -> str:
-    """One CSV field: ISO 8601 UTC times, true/false, empty for NULL, text as it is."""
+    """One CSV field: ISO 8601 UTC times, true/false, empty for NULL, text as it is unless a
+    spreadsheet would take it for a formula: then after a single quote."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    # Only text is neutralised: -3 is a number, written as one.
+    return "'" + text if isinstance(value, str) and text.startswith(FORMULA_STARTS) else text
 
 
 def csv_text(rows: Iterable[Iterable[Any]]) -> str:

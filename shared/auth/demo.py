@@ -10,10 +10,10 @@ import json
 import os
 from pathlib import Path
 
-from sqlalchemy import pool
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import keys, setup, signing
+from shared.db import single_use_engine
 from shared.auth.principal import Role
 
 FILE = "dev-credentials.json"
@@ -30,7 +30,7 @@ def ensure(database_url: str, path: Path) -> dict:
 async def ensure_async(database_url: str, path: Path) -> dict:
     """ensure(), for callers already in an event loop (tests)."""
     await setup.migrate(database_url)
-    engine = create_async_engine(database_url, poolclass=pool.NullPool)
+    engine = single_use_engine(database_url)
     try:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with sessions() as session:

@@ -110,13 +110,26 @@ def test_csv_fields_are_iso_8601_utc_times_true_false_and_empty_for_null():
 
 
 def test_csv_quotes_commas_quotes_and_line_breaks_so_every_field_reads_back_as_it_was():
-    awkward = ['EP/ALPHA, "north"', "line one\nline two", "=1+1", "Ü – ü", ""]
+    awkward = ['EP/ALPHA, "north"', "line one\nline two", "1=1+1", "Ü – ü", ""]
 
     text = exports.csv_text([("a", "b", "c", "d", "e"), awkward])
 
     assert text.startswith("a,b,c,d,e\r\n") and text.endswith("\r\n")
     assert list(csv.reader(io.StringIO(text, newline=""))) == [["a", "b", "c", "d", "e"], awkward]
     assert '"EP/ALPHA, ""north"""' in text
+
+
+@pytest.mark.parametrize("value, written", [
+    ("=HYPERLINK(\"http://evil.example\")", "'=HYPERLINK(\"http://evil.example\")"),
+    ("+1+1", "'+1+1"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\t=1"), ("\r=1", "'\r=1"),
+    ("OP-7 =1", "OP-7 =1"), ("https://x.example/?a=-1", "https://x.example/?a=-1"), ("", ""),
+    (-3, "-3"), (-0.5, "-0.5"), (datetime(2020, 3, 1, 9, tzinfo=UTC), "2020-03-01T09:00:00+00:00"),
+], ids=["equals", "plus", "minus", "at", "tab", "carriage-return", "later-equals", "url", "empty",
+        "negative-int", "negative-float", "timestamp"])
+def test_csv_text_a_spreadsheet_would_run_as_a_formula_is_written_after_a_single_quote(value, written):
+    assert exports.cell(value) == written
+    assert list(csv.reader(io.StringIO(exports.csv_text([[value]]), newline=""))) == [[written]]
 
 
 def test_an_ndjson_line_is_one_line_of_json_with_iso_times_and_text_unescaped():

@@ -11,16 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from services.dispatcher.adapters.base import Decision, InformationRequest, InvalidCallback, PlatformAnswer
 from shared.events import AccountAction, Ground, NoActionReason, Visibility, describe_errors, storable
+from shared.redact import redact
 
 EXCERPT_CHARS = 200
 
 
 def excerpt(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """The start of a body on one line, with any secret blanked out."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = " ".join(text.split())
+    """The start of a body on one line, with credentials and secrets (these and those registered) blanked out."""
+    text = " ".join(redact(text, secrets).split())  # redacted before it is cut: a cut secret would not match
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
 
 
