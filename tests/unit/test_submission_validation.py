@@ -33,7 +33,11 @@ def test_every_optional_field_is_accepted():
 
 
 def test_missing_required_fields_are_each_named():
-    assert set(errors_by_field({})) == {"agency", "url", "category"}
+    assert set(errors_by_field({})) == {"url", "category"}
+
+
+def test_the_agency_may_be_left_out_since_it_comes_from_the_caller():
+    assert Submission.model_validate({"url": "https://fb.com/x", "category": "fraud"}).agency is None
 
 
 def test_unknown_fields_are_refused_so_typos_are_not_silently_dropped():
@@ -56,7 +60,7 @@ def test_bad_evidence_names_the_item_and_field():
 
 def test_the_referral_carries_canonical_url_platform_and_channel():
     referral = to_referral(Submission.model_validate({**VALID, "url": "https://www.fb.com/x/?fbclid=1"}),
-                           now=datetime(2026, 11, 1, tzinfo=UTC), via="kafka")
+                           agency="NCA", now=datetime(2026, 11, 1, tzinfo=UTC), via="kafka")
 
     assert referral.canonical_url == "https://fb.com/x" and referral.platform == "facebook"
     assert referral.url == "https://www.fb.com/x/?fbclid=1" and referral.received_via == "kafka"
