@@ -54,7 +54,8 @@ async def measure(stack, partitions: int) -> dict:
     warmup, seconds, profile_s = env_float("BENCH_WARMUP_S", 10), env_float("BENCH_SECONDS", 60), env_float(
         "BENCH_PROFILE_S", 15)
     trail = await Trail.open(stack.env["DATABASE_URL"])
-    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8], http_in_flight=4)
+    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8],
+                    stack.credentials["agencies"]["NCA"], http_in_flight=4)
     series: list[dict] = []
 
     def gate(path: str) -> int:

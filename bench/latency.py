@@ -86,7 +86,8 @@ async def wait_for_decisions(trail: Trail, agency: Agency, expected: int, timeou
 
 async def measure(stack, rate: float, seconds: float) -> dict:
     warmup = env_float("BENCH_WARMUP_S", 10)
-    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8], keep_times=True,
+    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8],
+                    stack.credentials["agencies"]["NCA"], keep_times=True,
                     http_in_flight=32)
     trail = await Trail.open(stack.env["DATABASE_URL"])
     probe = RoundTrips(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"])

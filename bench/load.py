@@ -18,6 +18,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from shared import topics
+from shared.auth.records import signed_headers
 from tests.faults.harness import URLS
 
 PLATFORMS = tuple(URLS)  # facebook (callback), x (callback), tiktok (in the answer), youtube (polled)
@@ -40,8 +41,11 @@ class Channel:
 
 
 class Agency:
-    def __init__(self, intake: str, bootstrap: str, run: str, keep_times: bool = False, http_in_flight: int = 16):
+    def __init__(self, intake: str, bootstrap: str, run: str, identity: dict, keep_times: bool = False,
+                 http_in_flight: int = 16, agency: str = "NCA"):
+        """identity: the agency's demo credentials (token, signing_secret), as `takedown run` writes them."""
         self.intake, self.bootstrap, self.run = intake, bootstrap, run
+        self.agency, self.token, self.secret = agency, identity["token"], identity["signing_secret"]
         self.case_reference = f"BENCH-{run}"
         self.keep_times = keep_times
         self.sent_at: dict[str, float] = {}  # idempotency key -> client clock just before sending
@@ -54,6 +58,7 @@ class Agency:
 
     async def __aenter__(self) -> "Agency":
         self.client = httpx.AsyncClient(base_url=self.intake, timeout=60,
+                                        headers={"Authorization": f"Bearer {self.token}"},
                                         limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=2,
                                          max_batch_size=256 * 1024)
@@ -70,7 +75,7 @@ class Agency:
     def item(self, n: int, path: str) -> dict:
         key = f"{self.run}-{path[0]}{n}"
         url = URLS[PLATFORMS[n % len(PLATFORMS)]].format(key=key, n=10**9 + n + (0 if path == "http" else 10**8))
-        return {"agency": "NCA", "url": url, "category": "people_smuggling", "idempotency_key": key,
+        return {"url": url, "category": "people_smuggling", "idempotency_key": key,
                 "case_reference": self.case_reference}
 
     async def refer(self, rates: dict[str, float], seconds: float, ticks: dict[str, float] | None = None,
@@ -145,7 +150,9 @@ class Agency:
             sent = time.time()
             if self.keep_times:
                 self.sent_at[key] = sent
-            future = await self.producer.send(topics.REFERRALS_INBOUND, json.dumps(item).encode(), key=key.encode())
+            value = json.dumps(item).encode()
+            headers = [(k, v.encode()) for k, v in signed_headers(self.agency, self.secret, value).items()]
+            future = await self.producer.send(topics.REFERRALS_INBOUND, value, key=key.encode(), headers=headers)
             stats.sent += 1
             future.add_done_callback(lambda f, t=sent: self._kafka_acked(f, t))
 

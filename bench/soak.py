@@ -66,7 +66,8 @@ async def measure(stack, monitor: Monitor) -> dict:
     rate, seconds = env_float("SOAK_RATE", 1000), env_float("SOAK_SECONDS", 600)
     every, warmup = env_float("SOAK_SAMPLE_S", 10), min(env_float("SOAK_WARMUP_S", 60), seconds / 4)
     trail = await Trail.open(stack.env["DATABASE_URL"])
-    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8], http_in_flight=32)
+    agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"], uuid.uuid4().hex[:8],
+                    stack.credentials["agencies"]["NCA"], http_in_flight=32)
     samples: list[dict] = []
     began = time.time()
     async with agency:

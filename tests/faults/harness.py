@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.supervisor import Stack
 from shared import topics
+from shared.auth.records import signed_headers
 from shared.embedded import free_port
 from tests.support import eventually
 
@@ -101,7 +102,7 @@ def submissions(count: int, run: str | None = None) -> list[dict]:
     """count referrals with unique idempotency keys, spread over the platforms."""
     run = run or uuid.uuid4().hex[:8]
     platforms = list(URLS)
-    return [{"agency": "NCA", "url": URLS[platforms[i % len(platforms)]].format(key=f"{run}-{i}", n=10**9 + i),
+    return [{"url": URLS[platforms[i % len(platforms)]].format(key=f"{run}-{i}", n=10**9 + i),
              "category": "people_smuggling", "idempotency_key": f"{run}-{i}", "case_reference": f"FAULT-{run}"}
             for i in range(count)]
 
@@ -109,11 +110,13 @@ def submissions(count: int, run: str | None = None) -> list[dict]:
 @dataclass
 class Agency:
     """Refers items the way an agency system should: over HTTP in batches and straight onto
-    referrals.inbound, retrying anything not acknowledged (an error, a 503, a dropped connection)
-    with the same idempotency key until it is."""
+    referrals.inbound (each record signed afresh), retrying anything not acknowledged (an error, a
+    503, a dropped connection) with the same idempotency key until it is. identity: the NCA's demo
+    credentials (token, signing_secret)."""
 
     intake: str
     bootstrap: str
+    identity: dict
     acknowledged: set[str] = field(default_factory=set)
     refusals: Counter = field(default_factory=Counter)  # what made it retry, by status or error
     via: Counter = field(default_factory=Counter)  # acknowledgements by path: "http", "kafka"
@@ -129,7 +132,8 @@ class Agency:
 
     async def over_http(self, items: list[dict], batch: int = 100, deadline_s: float = 180) -> None:
         deadline = time.monotonic() + deadline_s
-        async with httpx.AsyncClient(base_url=self.intake, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=self.intake, timeout=10,
+                                     headers={"Authorization": f"Bearer {self.identity['token']}"}) as client:
             for start in range(0, len(items), batch):
                 chunk = items[start:start + batch]
                 while not await self._post(client, chunk):
@@ -162,8 +166,7 @@ class Agency:
                                         request_timeout_ms=5000)
             try:
                 await producer.start()
-                futures = [(item, await producer.send(topics.REFERRALS_INBOUND, json.dumps(item).encode(),
-                                                      key=item["idempotency_key"].encode())) for item in pending]
+                futures = [(item, await self._send(producer, item)) for item in pending]
                 for item, future in futures:
                     try:
                         await future
@@ -176,6 +179,19 @@ class Agency:
             finally:
                 await producer.stop()
             pending = [i for i in pending if i["idempotency_key"] not in self.acknowledged]
+
+
+    async def _send(self, producer: AIOKafkaProducer, item: dict):
+        value = json.dumps(item).encode()
+        headers = signed_headers("NCA", self.identity["signing_secret"], value)
+        return await producer.send(topics.REFERRALS_INBOUND, value, key=item["idempotency_key"].encode(),
+                                   headers=[(k, v.encode()) for k, v in headers.items()])
+
+    @classmethod
+    def of(cls, stack: Stack, bootstrap: str | None = None) -> "Agency":
+        """The NCA referring into stack, signed in with its demo credentials."""
+        return cls(stack.url("intake"), bootstrap or stack.env["KAFKA_BOOTSTRAP_SERVERS"],
+                   stack.credentials["agencies"]["NCA"])
 
 
 class Trail:

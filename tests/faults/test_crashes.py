@@ -31,7 +31,7 @@ POINTS = [  # service, crash point, on which pass through it
 
 async def test_without_faults_every_referral_is_recorded_once(tmp_path):
     async with running_stack(tmp_path) as stack:
-        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        agency = Agency.of(stack)
         await agency.refer(submissions(COUNT))
         summary = await check_everything(stack, agency)
     print(summary)
@@ -41,7 +41,7 @@ async def test_without_faults_every_referral_is_recorded_once(tmp_path):
 @pytest.mark.parametrize(("service", "point", "nth"), POINTS, ids=[p for _, p, _ in POINTS])
 async def test_a_service_killed_at_a_crash_point_loses_and_duplicates_nothing(tmp_path, service, point, nth):
     async with running_stack(tmp_path, crash={service: f"{point}:{nth}"}) as stack:
-        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        agency = Agency.of(stack)
         referring = asyncio.ensure_future(agency.refer(submissions(COUNT)))
         exit_code = await restart_when_dead(stack, service)
         await referring
@@ -54,7 +54,7 @@ async def test_postgres_killed_mid_flow_recovers_every_committed_referral(tmp_pa
     """A power cut of the database (SIGKILL of Postgres and every backend): what intake acknowledged
     was committed, so WAL recovery brings it back, and the services carry on where they were."""
     async with running_stack(tmp_path) as stack:
-        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        agency = Agency.of(stack)
         referring = asyncio.ensure_future(agency.refer(submissions(COUNT)))
         trail = Trail(stack.env["DATABASE_URL"])
         try:

@@ -16,6 +16,7 @@ import httpx
 from shared import topics
 from tests.faults.harness import Agency, check_everything, running_stack, submissions
 from tests.faults.kit import Clock, committed, trail_grows
+from tests.support import bearer
 
 COUNT = 400  # referred before and through the fault
 DURING = 100  # referred while it is on
@@ -26,7 +27,7 @@ HOLDING = {topics.GROUP_INTAKE: (topics.REFERRALS_INBOUND,), topics.GROUP_OUTCOM
 
 async def test_a_broker_frozen_for_20_seconds_loses_and_duplicates_nothing(tmp_path):
     async with running_stack(tmp_path) as stack:
-        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        agency = Agency.of(stack)
         items = submissions(COUNT + DURING)
         referring = asyncio.ensure_future(agency.refer(items[:COUNT]))
         await trail_grows(stack, 200, since=0)  # mid-flow: every service has work in hand
@@ -51,14 +52,15 @@ async def test_a_broker_frozen_for_20_seconds_loses_and_duplicates_nothing(tmp_p
 async def test_a_database_stopped_for_20_seconds_gets_503s_and_loses_nothing(tmp_path):
     async with running_stack(tmp_path) as stack:
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
-        agency = Agency(stack.url("intake"), bootstrap)
+        agency = Agency.of(stack, bootstrap)
         items = submissions(COUNT + DURING)
         referring = asyncio.ensure_future(agency.refer(items[:COUNT]))
         await trail_grows(stack, 200, since=0)
         await asyncio.to_thread(stack.stop_database)
         clock = Clock()
         try:
-            async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=10) as client:
+            async with httpx.AsyncClient(base_url=stack.url("intake"), timeout=10,
+                                         headers=bearer(stack.credentials["agencies"]["NCA"]["token"])) as client:
                 refused = await client.post("/v1/referrals", json=items[COUNT])
             before = agency.tally()
             held = {g: await committed(bootstrap, g, *names) for g, names in HOLDING.items()}

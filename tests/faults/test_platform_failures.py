@@ -28,7 +28,7 @@ FAILING = {"facebook": "unavailable", "x": "error", "youtube": "timeout"}
 
 async def test_platforms_failing_for_a_while_get_every_report_exactly_once(tmp_path):
     async with running_stack(tmp_path, adapters_over={"youtube": {"timeout_s": TIMEOUT_S}}) as stack:
-        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        agency = Agency.of(stack)
         items = submissions(COUNT)
         referring = [asyncio.ensure_future(agency.refer(items[:COUNT // 2]))]
         await eventually(lambda: _reports_at_least(stack, 100), 120, "reports reaching the platforms", interval=0.2)

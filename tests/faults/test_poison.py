@@ -20,6 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import text
 
 from shared import topics
+from shared.auth.records import signed_headers
 from shared.events import (Category, Event, Platform, ReferralDispatched, ReferralDispatchFailed, ReferralSubmitted,
                            to_kafka)
 from tests.faults.harness import Trail, audit_verify, running_stack, submissions
@@ -35,8 +36,11 @@ async def test_poison_records_are_dead_lettered_and_the_records_behind_them_proc
     async with running_stack(tmp_path) as stack:
         bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
         agency_items = submissions(3)
+        secret = stack.credentials["agencies"]["NCA"]["signing_secret"]
         for value in (agency_items[0], b"{not json", {"hello": "world"}, agency_items[1], agency_items[2]):
-            await produce(bootstrap, topics.REFERRALS_INBOUND, _bytes(value), key=b"one-agency-key")
+            raw = _bytes(value)  # signed: the agency sent it, poison and all
+            await produce(bootstrap, topics.REFERRALS_INBOUND, raw, key=b"one-agency-key",
+                          headers=signed_headers("NCA", secret, raw))
 
         first, garbled, not_event, behind = _one_partition(4)
         await produce(bootstrap, topics.REFERRALS_SUBMITTED, *_record(_submitted(first)))

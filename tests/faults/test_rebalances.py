@@ -19,7 +19,7 @@ STEP_EVENTS = 100  # events recorded under each membership before the next chang
 
 async def test_members_joining_and_leaving_while_referrals_flow_lose_and_duplicate_nothing(tmp_path):
     async with running_stack(tmp_path, TOPIC_PARTITIONS="3") as stack:
-        agency = Agency(stack.url("intake"), stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+        agency = Agency.of(stack)
         items = submissions(COUNT)
         waves = [items[i::WAVES] for i in range(WAVES)]
         members = Members(stack)
