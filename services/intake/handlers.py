@@ -26,7 +26,7 @@ from shared.reliability import Poison, process_or_dead_letter, until_done
 
 __all__ = ["parse_submission", "register"]  # parse_submission: where its tests have always found it
 log = logging.getLogger(__name__)
-DeadLetter = Callable[[object, dict, str, int], Awaitable[None]]
+DeadLetter = Callable[..., Awaitable[None]]  # (raw record, its headers, reason, attempts=1)
 
 
 def register(broker: KafkaBroker, service: IntakeService, options: dict, batch_size: int = 1000,
