@@ -13,6 +13,7 @@ from faststream.middlewares import AckPolicy
 
 from shared.events import Event, to_kafka
 from shared.redact import redact, redact_headers
+from shared.topics import TOPIC_CONFIGS
 from shared.reliability import dead_letter_attempts
 from shared.settings import BaseServiceSettings
 
@@ -77,13 +78,14 @@ def consumer_options(settings: BaseServiceSettings, group_id: str) -> dict:
 
 
 async def ensure_topics(settings: BaseServiceSettings, topics: Iterable[str]) -> None:
-    """Create the topics a service owns with explicit partition counts, if missing."""
+    """Create the topics a service owns with explicit partition counts (and TOPIC_CONFIGS), if missing."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(t, settings.topic_partitions, settings.topic_replication_factor)
+            NewTopic(t, settings.topic_partitions, settings.topic_replication_factor,
+                     topic_configs=dict(TOPIC_CONFIGS.get(t, {})))
             for t in topics
             if t not in existing
         ]

@@ -25,6 +25,13 @@ def retry_lane(platform: str) -> str:
     return f"dispatch.{platform}.retry"
 
 
+# Topic configs set when a service creates the topic. referrals.inbound's records are signed with a
+# timestamp that intake compares with the record's own (docs/kafka-submissions.md): LogAppendTime
+# makes that the broker's clock when it appended the record, not one the producer chose. An
+# existing topic keeps its configs: alter it by hand (kafka-configs --alter). Tansu accepts and
+# describes the config but keeps the producer's timestamp.
+TOPIC_CONFIGS = {REFERRALS_INBOUND: {"message.timestamp.type": "LogAppendTime"}}
+
 DEAD_LETTER_TOPICS = (REFERRALS_INBOUND_DLQ, DISPATCH_DLQ, DELIVERY_DLQ, OUTCOMES_DLQ)
 
 # What each service publishes to (owns) and reads. A service creates both at start, with the

@@ -12,10 +12,11 @@ import pytest
 from shared.auth import demo
 from shared.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from tests.seed import fresh_database
-from tests.support import Receiver, serving
+from tests.support import Receiver, create_signing_secrets, serving
 
 # Groups here have one member: a short session makes the first join take ~1 s, not 5.
 FAST_GROUPS = {"kafka_session_timeout_ms": 2000, "kafka_heartbeat_interval_ms": 500, "topic_partitions": 3}
+AGENCIES = ("NCA", "Europol", "Border Force")  # the agencies signing_secrets gives a secret
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,12 @@ def kafka(tmp_path) -> str:
     broker.start()
     yield broker.bootstrap_servers
     broker.stop()
+
+
+@pytest.fixture
+async def signing_secrets(database_url) -> dict[str, str]:
+    """Each of AGENCIES' Kafka signing secret in this test's database (auth schema migrated)."""
+    return await create_signing_secrets(database_url, AGENCIES)
 
 
 @pytest.fixture

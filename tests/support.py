@@ -11,6 +11,9 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 
+from shared import auth, db
+from shared.auth import signing
+from shared.auth.records import signed_headers
 from shared.embedded import free_port
 
 
@@ -55,16 +58,35 @@ async def serving(app: FastAPI, port: int | None = None, **options: Any):
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, key: bytes | None = None,
-                  headers: dict[str, str | bytes] | None = None) -> None:
+                  headers: dict[str, str | bytes] | None = None, timestamp_ms: int | None = None) -> None:
     """Publish one record with a plain aiokafka producer, as an agency system would."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key,
+        await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms,
                                      headers=[(k, v.encode() if isinstance(v, str) else v)
                                               for k, v in (headers or {}).items()])
     finally:
         await producer.stop()
+
+
+async def produce_signed(bootstrap: str, topic: str, value: bytes, agency: str, secret: str,
+                         key: bytes | None = None, **signing_options) -> dict[str, str]:
+    """Publish one record signed as agency's, as an agency system would; the headers it carried."""
+    headers = signed_headers(agency, secret, value, **signing_options)
+    await produce(bootstrap, topic, value, key=key, headers=headers)
+    return headers
+
+
+async def create_signing_secrets(database_url: str, agencies: tuple[str, ...]) -> dict[str, str]:
+    """Migrate the auth schema and give each agency a signing secret: agency -> secret."""
+    await db.migrate(database_url, auth.MIGRATIONS, auth.SCHEMA)
+    engine = db.make_engine(database_url)
+    try:
+        async with db.make_sessions(engine)() as session, session.begin():
+            return {agency: await signing.create(session, agency, "tests") for agency in agencies}
+    finally:
+        await engine.dispose()
 
 
 class TopicReader:

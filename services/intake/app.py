@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.intake import actions, api, handlers
 from services.intake.config import IntakeSettings
 from services.intake.db import SCHEMA
+from services.intake.inbound import InboundPolicy
 from services.intake.outbox import OutboxRelay
 from services.intake.service import IntakeService
 from shared import auth, db, topics
@@ -30,7 +31,8 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     broker = make_broker(settings, "takedown-intake")
     relay = OutboxRelay(sessions, broker, settings.outbox_batch, settings.outbox_idle_poll_s)
     service = IntakeService(sessions, on_commit=relay.wake)
-    handlers.register(broker, service, consumer_options(settings, topics.GROUP_INTAKE))
+    handlers.register(broker, service, consumer_options(settings, topics.GROUP_INTAKE),
+                      policy=InboundPolicy.of(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

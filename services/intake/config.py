@@ -13,3 +13,9 @@ class IntakeSettings(BaseServiceSettings):
     outbox_idle_poll_s: float = Field(1.0, gt=0, description="Relay poll interval when idle.")
     max_redispatches: int = Field(3, ge=0, description="Times one referral may be dispatched again "
                                   "(escalations and appeals together); more answer 409.")
+    inbound_tolerance_s: float = Field(
+        300.0, gt=0, le=3600, description="How far a record's webhook-timestamp on referrals.inbound may be from when "
+        "the broker appended it, either way.")
+    inbound_replay_window_s: float = Field(
+        86_400.0, ge=3600, description="How long the webhook-ids of accepted records are remembered, from when they "
+        "were signed, to refuse replays; keep it longer than any backlog on referrals.inbound.")

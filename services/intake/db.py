@@ -1,7 +1,9 @@
-"""Intake's tables and the queries on them: accepted referrals and the transactional outbox."""
+"""Intake's tables and the queries on them: accepted referrals, the transactional outbox, and the
+webhook-ids of accepted signed records."""
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import (BigInteger, Column, DateTime, Identity, Integer, LargeBinary, MetaData, String,
@@ -38,6 +40,17 @@ outbox = Table(
     Column("value", LargeBinary, nullable=False),
     Column("headers", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+webhook_ids = Table(
+    "webhook_ids", metadata,
+    Column("agency", String(200), primary_key=True),
+    Column("webhook_id", String(200), primary_key=True),
+    Column("signed_at", DateTime(timezone=True), nullable=False),
+    Column("topic", String, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 
@@ -95,6 +108,68 @@ async def _first_seen(session: AsyncSession, replays: list[ReferralSubmitted]) -
     keys = list({(d.agency, d.idempotency_key) for d in replays})
     found = await session.execute(FIRST_SEEN, {"agency": [a for a, _ in keys], "key": [k for _, k in keys]})
     return {(r.agency, r.idempotency_key): Accepted(r.referral_id, r.platform, r.canonical_url, True) for r in found}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a record was read."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True)
+class WebhookId:
+    """A signed record's webhook-id under its agency, when it was signed and where it was read."""
+
+    agency: str
+    webhook_id: str
+    signed_at: datetime
+    position: Position
+
+
+ID_COLUMNS = ("agency", "webhook_id", "signed_at", "topic", "partition", "offset")
+# In list order: of two records with one id, the first is remembered.
+INSERT_IDS = insert_arrays(webhook_ids, ID_COLUMNS,
+                           'ON CONFLICT DO NOTHING RETURNING agency, webhook_id, topic, partition, "offset"')
+STORED_IDS = text(f'SELECT w.agency, w.webhook_id, w.topic, w.partition, w."offset" FROM {webhook_ids.fullname} w '
+                  f"JOIN unnest(CAST(:agency AS VARCHAR[]), CAST(:webhook_id AS VARCHAR[])) "
+                  f"AS k (agency, webhook_id) USING (agency, webhook_id)")
+# An id that conflicted, then was gone by the next statement, was forgotten in between (signed
+# longer ago than the replay window): refused, as the record it conflicted with was accepted.
+FORGOTTEN = Position("forgotten", -1, -1)
+FORGET_IDS = text(f"DELETE FROM {webhook_ids.fullname} WHERE ctid = ANY(ARRAY("
+                  f"SELECT ctid FROM {webhook_ids.fullname} WHERE signed_at < :before LIMIT :chunk))")
+
+
+async def claim_webhook_ids(session: AsyncSession, ids: list[WebhookId]) -> list[Position | None]:
+    """Remember each id with where its record was read, in the caller's transaction. For each: None
+    if its record may be stored (a new id, or one remembered from this very position: the same
+    record delivered again), else the position the id was first accepted from (a replay)."""
+    if not ids:
+        return []
+    rows = {"agency": [i.agency for i in ids], "webhook_id": [i.webhook_id for i in ids],
+            "signed_at": [i.signed_at for i in ids], "topic": [i.position.topic for i in ids],
+            "partition": [i.position.partition for i in ids], "offset": [i.position.offset for i in ids]}
+    stored = _positions(await session.execute(INSERT_IDS, rows))
+    if conflicts := list({(i.agency, i.webhook_id) for i in ids} - stored.keys()):
+        stored |= _positions(await session.execute(STORED_IDS, {"agency": [a for a, _ in conflicts],
+                                                                "webhook_id": [w for _, w in conflicts]}))
+    firsts = [stored.get((i.agency, i.webhook_id), FORGOTTEN) for i in ids]
+    return [None if first == i.position else first for i, first in zip(ids, firsts, strict=True)]
+
+
+def _positions(rows) -> dict[tuple[str, str], Position]:
+    return {(r.agency, r.webhook_id): Position(r.topic, r.partition, r.offset) for r in rows}
+
+
+async def forget_webhook_ids(session: AsyncSession, signed_before: datetime, chunk: int) -> int:
+    """Forget up to chunk ids signed before signed_before; how many were forgotten."""
+    return (await session.execute(FORGET_IDS, {"before": signed_before, "chunk": chunk})).rowcount
 
 
 async def referral_for_action(session: AsyncSession, referral_id: UUID, redispatch: bool):

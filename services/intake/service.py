@@ -1,7 +1,7 @@
 """Intake's service layer: turn valid submissions into durable referrals and events."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -13,6 +13,7 @@ from shared.events import Event
 from shared.faults import crash_point
 
 SOURCE = "/takedown/intake"
+FORGET_CHUNK = 10_000  # ids deleted per transaction: no long lock on a big table
 
 
 class IntakeService:
@@ -24,20 +25,45 @@ class IntakeService:
     async def submit(self, submissions: list[tuple[Submission, Principal]], via: str) -> list[db.Accepted]:
         """Store submissions, each made by an authenticated agency principal, durably (new ones get
         referral.submitted queued, recorded under that principal); keep their order."""
-        if not submissions:
+        return await self._store(_events(submissions, via), None)  # type: ignore[return-value]
+
+    async def submit_signed(self, submissions: list[tuple[Submission, Principal]],
+                            ids: list[db.WebhookId]) -> list[db.Accepted | db.Position]:
+        """submit() for signed records on referrals.inbound, remembering each record's webhook-id in
+        the same transaction. A record whose id was accepted from another position is a replay: not
+        stored, its answer is that position."""
+        return await self._store(_events(submissions, "kafka"), ids)
+
+    async def forget_webhook_ids(self, window_s: float, chunk: int = FORGET_CHUNK) -> int:
+        """Forget the ids of records signed longer than window_s ago, a chunk per transaction; how many."""
+        before, total = datetime.now(UTC) - timedelta(seconds=window_s), 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                forgotten = await db.forget_webhook_ids(session, before, chunk)
+            total += forgotten
+            if forgotten < chunk:
+                return total
+
+    async def _store(self, events: list[Event], ids: list[db.WebhookId] | None) -> list[db.Accepted | db.Position]:
+        if not events:
             return []
-        now = datetime.now(UTC)
-        events = [
-            Event(source=SOURCE, actor=p.actor, credential=p.credential, time=now,
-                  data=to_referral(s, own_agency(s, p), now, via))
-            for s, p in submissions
-        ]
         async with self.sessions() as session, session.begin():
-            accepted = await db.accept(session, events)
+            replays = await db.claim_webhook_ids(session, ids) if ids is not None else [None] * len(events)
+            fresh = [event for event, replay in zip(events, replays, strict=True) if replay is None]
+            accepted = iter(await db.accept(session, fresh) if fresh else [])
             crash_point("intake.before_commit")
         crash_point("intake.after_commit")  # stored; not yet answered, nor its Kafka offset committed
         self.on_commit()
-        return accepted
+        return [next(accepted) if replay is None else replay for replay in replays]
+
+
+def _events(submissions: list[tuple[Submission, Principal]], via: str) -> list[Event]:
+    """referral.submitted for each submission, under the principal that made it (WrongAgency if
+    its body names another agency)."""
+    now = datetime.now(UTC)
+    return [Event(source=SOURCE, actor=p.actor, credential=p.credential, time=now,
+                  data=to_referral(s, own_agency(s, p), now, via))
+            for s, p in submissions]
 
 
 class WrongAgency(ValueError):

@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 from shared import topics
-from shared.embedded import free_port
-from tests.support import eventually, produce
+from shared.embedded import URL_FILE, free_port
+from tests.support import create_signing_secrets, eventually, produce_signed
 
 LIFECYCLE = ["referral.submitted", "referral.dispatched", "takedown.decided"]
 
@@ -98,9 +98,11 @@ async def test_referrals_over_http_and_kafka_are_decided_with_their_history_kept
             "category": "people_smuggling", "case_reference": "OP-2020-1"})
         assert response.status_code == 202
         http_id = response.json()["referral_id"]
-        await produce(stack.kafka, topics.REFERRALS_INBOUND, json.dumps({
+        database_url = (stack.data_dir / URL_FILE).read_text().strip()
+        secrets = await create_signing_secrets(database_url, ("Border Force",))
+        await produce_signed(stack.kafka, topics.REFERRALS_INBOUND, json.dumps({
             "agency": "Border Force", "url": "https://youtu.be/boats", "category": "people_smuggling",
-            "idempotency_key": "bf-1"}).encode())
+            "idempotency_key": "bf-1"}).encode(), "Border Force", secrets["Border Force"])
 
         http_history = await eventually(lambda: history_of(client, stack.url("outcomes"), http_id), 60,
                                         "the HTTP referral to be decided")

@@ -1,6 +1,6 @@
-"""Raw records on referrals.inbound, as any agency system could publish them: every bad one
-reaches referrals.inbound.dlq with its reason, every good one becomes a referral, and intake
-keeps consuming after the barrage."""
+"""Raw records on referrals.inbound, as any agency system could publish them (signed: the fuzzing is
+of what they sign): every bad one reaches referrals.inbound.dlq with its reason, every good one
+becomes a referral, and intake keeps consuming after the barrage."""
 
 import json
 import uuid
@@ -10,14 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared import topics
+from shared.auth.records import signed_headers
 from tests.fuzz.payloads import (FUZZ, broken_utf8_json, looking_like_attacks, nested, stored_verbatim, undecodable,
                                  wrong_types)
-from tests.support import TopicReader, headers_of
+from tests.support import TopicReader, create_signing_secrets, headers_of
 
 VALID = {"agency": "Border Force", "url": "https://t.me/fuzz_inbound", "category": "people_smuggling"}
 FIELDS = ("agency", "url", "category", "case_reference", "idempotency_key", "notes", "priority")
 ODD_HEADERS = [("trace", b"\xff\xfe"), ("", b""), ("nul", b"\x00"), ("\u00e9t\u00e9", "\u2603".encode())]
-HUGE = 1_048_576 - 200  # within a few hundred bytes of a producer's default max_request_size
+HUGE = 1_048_576 - 400  # within a few hundred bytes of a producer's default max_request_size, signed
 
 
 def bad_records() -> dict[bytes, str]:
@@ -71,16 +72,25 @@ def key_of(value: bytes) -> str:
     return json.loads(value)["idempotency_key"]
 
 
+def signed(value: bytes | None, secrets: dict[str, str], agency: str = VALID["agency"]) -> list[tuple[str, bytes]]:
+    """The record's signature headers, by agency, and the odd headers after them."""
+    headers = signed_headers(agency, secrets[agency], value or b"")
+    return [(k, v.encode()) for k, v in headers.items()] + ODD_HEADERS
+
+
 async def test_every_bad_record_is_dead_lettered_with_its_reason_and_every_good_one_accepted(stack):
     bad, good = bad_records(), good_records()
     keys = {f"bad-{i}".encode(): value for i, value in enumerate(bad)} | {b"tombstone": None}
+    # Every good record's agency (fuzzed: it is stored verbatim) signs it with a secret of its own.
+    secrets = await create_signing_secrets(stack.database_url, (VALID["agency"], *{json.loads(v)["agency"] for v in good}))
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka, acks="all", max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
         for key, value in keys.items():
-            await producer.send(topics.REFERRALS_INBOUND, value, key=key, headers=ODD_HEADERS)
+            await producer.send(topics.REFERRALS_INBOUND, value, key=key, headers=signed(value, secrets))
         for value in good:
-            await producer.send(topics.REFERRALS_INBOUND, value, headers=ODD_HEADERS)
+            await producer.send(topics.REFERRALS_INBOUND, value,
+                                headers=signed(value, secrets, json.loads(value)["agency"]))
         await producer.flush()
     finally:
         await producer.stop()
@@ -103,7 +113,7 @@ async def test_every_bad_record_is_dead_lettered_with_its_reason_and_every_good_
     after = json.dumps({**VALID, "idempotency_key": "after the barrage"}).encode()
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka, acks="all")
     await producer.start()
-    await producer.send_and_wait(topics.REFERRALS_INBOUND, after)
+    await producer.send_and_wait(topics.REFERRALS_INBOUND, after, headers=signed(after, secrets))
     await producer.stop()
     wanted = {key_of(v) for v in good} | {"after the barrage"}
     async with TopicReader(stack.kafka, topics.REFERRALS_SUBMITTED) as submitted:

@@ -14,7 +14,9 @@ from services.intake.config import IntakeSettings
 from services.intake.db import SCHEMA
 from shared import db, topics
 from shared.events import from_kafka
-from tests.support import TopicReader, bearer, headers_of, produce, serving
+from shared.auth.records import signed_headers
+from tests.support import (TopicReader, bearer, create_signing_secrets, headers_of, produce, produce_signed,
+                           serving)
 
 
 
@@ -124,12 +126,15 @@ async def test_a_batch_of_more_than_a_thousand_is_refused_whole(intake):
     assert response.json()["detail"][0]["loc"] == ["body", "referrals"]
 
 
-async def test_a_submission_on_referrals_inbound_becomes_a_referral_once_even_if_replayed(intake, kafka):
+async def test_a_submission_on_referrals_inbound_becomes_a_referral_once_even_if_sent_twice(
+        intake, kafka, signing_secrets):
     raw = json.dumps(submission(url="https://t.me/smuggling_channel", agency="Border Force")).encode()
 
-    await produce(kafka, topics.REFERRALS_INBOUND, raw)
-    await produce(kafka, topics.REFERRALS_INBOUND, raw)
-    await produce(kafka, topics.REFERRALS_INBOUND, json.dumps(submission(url="https://x.com/a")).encode())
+    # Sent twice, each time signed afresh (a new webhook-id): the same submission, not a replay.
+    await produce_signed(kafka, topics.REFERRALS_INBOUND, raw, "Border Force", signing_secrets["Border Force"])
+    await produce_signed(kafka, topics.REFERRALS_INBOUND, raw, "Border Force", signing_secrets["Border Force"])
+    await produce_signed(kafka, topics.REFERRALS_INBOUND, json.dumps(submission(url="https://x.com/a")).encode(),
+                         "NCA", signing_secrets["NCA"])
 
     async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
         records = await reader.wait_for(
@@ -147,9 +152,11 @@ async def test_a_submission_on_referrals_inbound_becomes_a_referral_once_even_if
     (json.dumps({"agency": "NCA", "url": "http://localhost:5432/", "category": "fraud"}).encode(),
      "URL host localhost is not a public address"),
 ])
-async def test_a_bad_inbound_record_is_dead_lettered_with_its_reason_and_consumption_goes_on(intake, kafka, raw, reason):
-    await produce(kafka, topics.REFERRALS_INBOUND, raw)
-    await produce(kafka, topics.REFERRALS_INBOUND, json.dumps(submission(url="https://x.com/after")).encode())
+async def test_a_bad_inbound_record_is_dead_lettered_with_its_reason_and_consumption_goes_on(
+        intake, kafka, signing_secrets, raw, reason):
+    await produce_signed(kafka, topics.REFERRALS_INBOUND, raw, "NCA", signing_secrets["NCA"])
+    await produce_signed(kafka, topics.REFERRALS_INBOUND, json.dumps(submission(url="https://x.com/after")).encode(),
+                         "NCA", signing_secrets["NCA"])
 
     async with TopicReader(kafka, topics.REFERRALS_INBOUND_DLQ) as dlq:
         [dead] = await dlq.wait_for(lambda rs: len(rs) >= 1)
@@ -163,11 +170,12 @@ async def test_a_bad_inbound_record_is_dead_lettered_with_its_reason_and_consump
     assert json.loads(record.value)["canonical_url"] == "https://x.com/after"
 
 
-async def test_a_record_whose_headers_are_not_utf8_is_still_processed_not_skipped(intake, kafka):
+async def test_a_record_whose_headers_are_not_utf8_is_still_processed_not_skipped(intake, kafka, signing_secrets):
     """FastStream alone fails such a record before any handler runs and commits past it."""
     raw = json.dumps(submission(url="https://x.com/odd-headers")).encode()
 
-    await produce(kafka, topics.REFERRALS_INBOUND, raw, headers={"trace": b"\xff\xfe"})
+    await produce(kafka, topics.REFERRALS_INBOUND, raw,
+                  headers={**signed_headers("NCA", signing_secrets["NCA"], raw), "trace": b"\xff\xfe"})
 
     async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
         [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
@@ -175,13 +183,24 @@ async def test_a_record_whose_headers_are_not_utf8_is_still_processed_not_skippe
 
 
 
-async def produce_all(bootstrap: str, values: list[bytes]) -> None:
-    """Publish records in order to one partition of referrals.inbound (one key), before intake reads them."""
+def agency_of(value: bytes) -> str:
+    """The agency a record's body names; NCA for a body that names none (or is not JSON)."""
+    try:
+        return json.loads(value).get("agency") or "NCA"
+    except ValueError:
+        return "NCA"
+
+
+async def produce_all(bootstrap: str, values: list[bytes], secrets: dict[str, str]) -> None:
+    """Publish records, each signed by the agency it names, in order to one partition of referrals.inbound
+    (one key), before intake reads them."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topics.REFERRALS_INBOUND, value, key=b"agency-system")
+            headers = signed_headers(agency_of(value), secrets[agency_of(value)], value)
+            await producer.send_and_wait(topics.REFERRALS_INBOUND, value, key=b"agency-system",
+                                         headers=[(k, v.encode()) for k, v in headers.items()])
     finally:
         await producer.stop()
 
@@ -198,11 +217,11 @@ async def stored_referrals(database_url: str) -> list[dict]:
 
 
 async def test_records_waiting_on_referrals_inbound_are_stored_together_a_repeated_key_once_poison_apart(
-        settings_env, kafka, database_url):
+        settings_env, kafka, database_url, signing_secrets):
     await produce_all(kafka, [json.dumps(submission(url="https://x.com/first", idempotency_key="k1")).encode(),
                               b"{oops",
                               json.dumps(submission(url="https://x.com/again", idempotency_key="k1")).encode(),
-                              json.dumps(submission(url="https://x.com/other")).encode()])
+                              json.dumps(submission(url="https://x.com/other")).encode()], signing_secrets)
 
     async with serving(create_app(IntakeSettings(**settings_env))):
         async with TopicReader(kafka, topics.REFERRALS_INBOUND_DLQ) as dlq:
@@ -228,8 +247,9 @@ END $$""", "CREATE TRIGGER refuse_agency BEFORE INSERT ON intake.referrals FOR E
 
 
 async def test_a_submission_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_is_stored(
-        settings_env, kafka, database_url):
+        settings_env, kafka, database_url, signing_secrets):
     await db.migrate(database_url, MIGRATIONS, SCHEMA)
+    secrets = {**signing_secrets, **await create_signing_secrets(database_url, ("Refused",))}
     engine = create_async_engine(database_url)
     async with engine.begin() as conn:
         for statement in REFUSE_AGENCY:
@@ -237,7 +257,7 @@ async def test_a_submission_the_database_refuses_is_dead_lettered_and_the_rest_o
     await engine.dispose()
     refused = json.dumps(submission(agency="Refused", url="https://x.com/refused")).encode()
     await produce_all(kafka, [json.dumps(submission(url="https://x.com/before")).encode(), refused,
-                              json.dumps(submission(url="https://x.com/after")).encode()])
+                              json.dumps(submission(url="https://x.com/after")).encode()], secrets)
 
     async with serving(create_app(IntakeSettings(**settings_env))):
         async with TopicReader(kafka, topics.REFERRALS_INBOUND_DLQ) as dlq:
