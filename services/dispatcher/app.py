@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.dispatcher import api, handlers
-from services.dispatcher.adapters.registry import AdapterRegistry, build_registry
+from services.dispatcher.adapters.registry import AdapterRegistry, build_registry, refuse_sandbox_secrets
 from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.db import SCHEMA
 from services.dispatcher.lanes import Lane, RetryPolicy
@@ -44,8 +44,11 @@ def lane_options(settings: DispatcherSettings) -> dict:
 
 
 def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = None) -> FastAPI:
-    """Build the dispatcher; it connects to Kafka, Postgres and platforms when the app starts."""
+    """Build the dispatcher; it connects to Kafka, Postgres and platforms when the app starts.
+
+    An adapter holding a sandbox secret for a platform that is not the sandbox is refused here."""
     registry = registry or build_registry(settings.adapter_settings)
+    refuse_sandbox_secrets(registry, settings.sandbox_url)
     engine = db.make_engine(settings.database_url)
     broker = make_broker(settings, "takedown-dispatcher")
     service = DispatchService(registry, build_lanes(settings, registry), Outbound(broker), db.make_sessions(engine))
