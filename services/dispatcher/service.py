@@ -26,6 +26,10 @@ class UnknownTicket(LookupError):
     """A callback about a ticket we do not hold (yet): the platform should try again later."""
 
 
+class NotAnsweredByHand(Exception):
+    """An operator's answer for a platform whose answers come through its API, not by e-mail."""
+
+
 class DispatchService:
     def __init__(self, registry: AdapterRegistry, lanes: Mapping[Platform, Lane], outbound: Outbound,
                  sessions: async_sessionmaker):
@@ -90,7 +94,13 @@ class DispatchService:
         return len(answers)
 
     async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, who: str) -> PlatformAnswer:
-        """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it."""
+        """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it.
+
+        Only platforms reached by e-mail (DecisionMode.manual) take one: the others answer for
+        themselves, and an answer typed in for them would stand beside or against theirs."""
+        if self.registry.for_platform(platform).decisions is not DecisionMode.manual:
+            raise NotAnsweredByHand(f"{platform.value} answers through its API; "
+                                    f"only e-mail channels take answers by hand")
         async with self.sessions() as session:
             referral_id = await db.referral_of(session, platform.value, ticket_id)
         if referral_id is None:
