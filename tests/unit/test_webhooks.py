@@ -1,5 +1,5 @@
 """Standard Webhooks signing and verification (shared/webhooks.py), as both directions of the
-generic webhook use it."""
+generic webhook use it, and the sandbox's memory of the webhook-ids it took."""
 
 import base64
 import hashlib
@@ -9,6 +9,7 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
+from services.sandbox.state import SeenMessages
 from shared import webhooks
 
 CURRENT = "whsec_" + base64.b64encode(b"the-current-secret-32-bytes-long").decode()
@@ -106,3 +107,16 @@ def test_a_secret_that_is_not_a_whsec_secret_is_refused_without_being_repeated(s
         webhooks.check_secret(secret)
     assert secret.removeprefix("whsec_") not in str(refused.value)
     assert webhooks.check_secret(CURRENT) == CURRENT
+
+
+# -- the sandbox's memory of the ids it took ---------------------------------------------------------
+
+def test_the_sandbox_knows_an_id_it_took_until_a_replay_of_it_would_be_stale_anyway():
+    now = [NOW]
+    seen = SeenMessages(clock=lambda: now[0])
+    seen.remember("msg_1", until=NOW + 300)
+    assert seen.seen("msg_1") and not seen.seen("msg_2")
+    now[0] = NOW + 301
+    seen.remember("msg_2", until=NOW + 601)
+    assert not seen.seen("msg_1") and seen.seen("msg_2")
+    assert list(seen.until) == ["msg_2"], "the expired ids are forgotten"
