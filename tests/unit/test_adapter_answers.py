@@ -167,6 +167,13 @@ def test_meta_callbacks_are_refused_when_an_entry_is_stale_or_dated_beyond_five_
             parse(adapters("meta"), signed("meta", body), body)
 
 
+def test_a_meta_tolerance_set_wider_takes_an_older_entry_and_keeps_its_key_as_long(adapters):
+    meta, rid = adapters("meta", callback_tolerance_s=3600), str(uuid4())
+    entry = meta_entry("M1", rid, age_s=1800, decision=DECISION)
+    body = json.dumps({"object": "takedown_report", "entry": [entry]}).encode()
+    assert parse(meta, signed("meta", body), body).fresh_until == entry["time"] + 3600
+
+
 @pytest.mark.parametrize("moment", [None, "1795000000", 1.5e9, True, 10**400])
 def test_a_meta_callback_entry_without_a_time_in_unix_seconds_is_refused(moment, adapters):
     entry = {**meta_entry("M1", str(uuid4()), decision=DECISION), "time": moment}

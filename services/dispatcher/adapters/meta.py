@@ -44,6 +44,10 @@ class MetaConfig(AdapterConfig):
                                   description="Verifies callbacks' X-Hub-Signature-256.")
     previous_app_secret: SecretStr | None = Field(
         None, description="The app secret being rotated out: callbacks signed with it still verify.")
+    callback_tolerance_s: int = Field(
+        TOLERANCE_S, ge=1, description="Entries dated further than this from now are refused. Meta sends a "
+                                       "callback again, unchanged, for hours: one we could not take for longer "
+                                       "than this (an outage) is then refused as stale.")
 
 
 class MetaAdapter(OAuth2Adapter):
@@ -97,16 +101,16 @@ class MetaAdapter(OAuth2Adapter):
         oldest = min(self._entry_time(entry) for entry in entries)
         return VerifiedCallback(tuple(callback_answer(entry, "report_id", "external_reference") for entry in entries),
                                 replay_key="sha256:" + hashlib.sha256(body).hexdigest(),
-                                fresh_until=oldest + TOLERANCE_S)
+                                fresh_until=oldest + self.config.callback_tolerance_s)
 
     def _entry_time(self, entry: Any) -> int:
-        """An entry's `time`, refused when it is missing or more than TOLERANCE_S from now."""
+        """An entry's `time`, refused when it is missing or more than callback_tolerance_s from now."""
         moment = entry.get("time") if isinstance(entry, dict) else None
         if not isinstance(moment, int) or isinstance(moment, bool) or not 0 <= moment < 10**12:
             raise InvalidCallback("an entry without a time (unix seconds)")
-        age = self.clock() - moment
-        if age > TOLERANCE_S:
-            raise InvalidCallback(f"stale: an entry's time is {age:.0f} s ago, at most {TOLERANCE_S} s allowed")
-        if age < -TOLERANCE_S:
-            raise InvalidCallback(f"an entry's time is {-age:.0f} s in the future, at most {TOLERANCE_S} s allowed")
+        age, tolerance = self.clock() - moment, self.config.callback_tolerance_s
+        if age > tolerance:
+            raise InvalidCallback(f"stale: an entry's time is {age:.0f} s ago, at most {tolerance} s allowed")
+        if age < -tolerance:
+            raise InvalidCallback(f"an entry's time is {-age:.0f} s in the future, at most {tolerance} s allowed")
         return moment
