@@ -10,10 +10,12 @@ import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from sqlalchemy import select
 
 from services.dispatcher import db
 from services.dispatcher.adapters.base import InvalidCallback
@@ -157,7 +159,7 @@ async def test_a_meta_callback_is_taken_once_checked_for_staleness_and_verified_
     assert rotated_out.status_code == 202, rotated_out.text
 
 
-# -- a callback answered 503 is not remembered: the platform's retry is taken ---------------------------
+# -- what is remembered: not a callback answered 503, and an accepted one only while it is fresh --------
 
 @dataclass
 class BrokerDownOnce(RecordingBroker):
@@ -196,3 +198,16 @@ async def test_a_callback_that_failed_to_publish_is_taken_when_the_platform_post
     with pytest.raises(InvalidCallback, match="replayed"):
         await service.callback(Platform.other, headers, body)
     assert [e.data.ticket_id for e in broker.events(topics.TAKEDOWN_DECISIONS)] == ["W1"]
+
+
+async def test_an_accepted_callback_is_forgotten_once_a_replay_of_it_would_be_stale_anyway(sessions):
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        assert await db.first_acceptance(session, "webhook", "webhook-id:old", now - timedelta(seconds=1))
+        assert await db.first_acceptance(session, "webhook", "webhook-id:fresh", now + timedelta(minutes=6))
+    async with sessions() as session, session.begin():
+        assert await db.first_acceptance(session, "webhook", "webhook-id:next", now + timedelta(minutes=6))
+        assert not await db.first_acceptance(session, "webhook", "webhook-id:fresh", now + timedelta(minutes=6))
+    async with sessions() as session:
+        kept = (await session.execute(select(db.callbacks_seen.c.replay_key))).scalars().all()
+    assert sorted(kept) == ["webhook-id:fresh", "webhook-id:next"]
