@@ -1,16 +1,18 @@
 """Fakes for tests: a scriptable platform adapter (our port) and a recording broker (FastStream's)."""
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, Decision, DecisionMode, DeliveryError,
                                                InformationRequest, InvalidCallback, PlatformAdapter, PlatformAnswer,
-                                               Receipt)
+                                               Receipt, VerifiedCallback)
 from shared.events import Category, Event, NoActionReason, Platform, ReferralSubmitted, Visibility, from_kafka
 
 SIGNATURE = "x-fake-signature"
+DELIVERY = "x-fake-delivery"  # the callback's id, when a test wants replays recognised
 
 
 def referral(platform: Platform = Platform.facebook, **overrides) -> ReferralSubmitted:
@@ -77,11 +79,12 @@ class FakeAdapter(PlatformAdapter):
             return InformationRequest(ticket_id, referral_id, datetime(2026, 1, 1, tzinfo=UTC), "Which post?")
         return None
 
-    def parse_callback(self, headers, body: bytes) -> list[PlatformAnswer]:
+    def parse_callback(self, headers, body: bytes, platform: Platform) -> VerifiedCallback:
         if headers.get(SIGNATURE) != "valid":
             raise InvalidCallback("signature does not verify")
         data = json.loads(body)
-        return [rejection(data["ticket_id"], UUID(data["referral_id"]))]
+        return VerifiedCallback((rejection(data["ticket_id"], UUID(data["referral_id"])),),
+                                replay_key=headers.get(DELIVERY), fresh_until=time.time() + 300)
 
     async def close(self) -> None:
         self.closed = True

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Header, HTTPException, Request, status
 from services.dispatcher.adapters.base import Decision, InvalidCallback
 from services.dispatcher.adapters.answers import InvalidAnswer
 from services.dispatcher.adapters.registry import UnknownPlatform
-from services.dispatcher.service import DispatchService, UnknownTicket
+from services.dispatcher.service import DispatchService, NotAnsweredByHand, UnknownTicket
 from shared.events import Platform, StoredText
 
 router = APIRouter(prefix="/v1", tags=["callbacks"])
@@ -46,8 +46,10 @@ async def record_answer(
     service: DispatchService = request.app.state.dispatcher
     try:
         answer = await service.record_by_hand(platform, ticket_id, envelope, who=x_actor)
-    except UnknownTicket as exc:
+    except (UnknownTicket, UnknownPlatform) as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except NotAnsweredByHand as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except InvalidAnswer as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     kind = "decision" if isinstance(answer, Decision) else "information_request"

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.dispatcher import api, handlers
-from services.dispatcher.adapters.registry import AdapterRegistry, build_registry
+from services.dispatcher.adapters.registry import AdapterRegistry, build_registry, refuse_sandbox_secrets
 from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.db import SCHEMA
 from services.dispatcher.lanes import Lane, RetryPolicy
@@ -45,8 +45,11 @@ def lane_options(settings: DispatcherSettings) -> dict:
 
 
 def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = None) -> FastAPI:
-    """Build the dispatcher; it connects to Kafka, Postgres and platforms when the app starts."""
+    """Build the dispatcher; it connects to Kafka, Postgres and platforms when the app starts.
+
+    An adapter holding a sandbox secret for a platform that is not the sandbox is refused here."""
     registry = registry or build_registry(settings.adapter_settings)
+    refuse_sandbox_secrets(registry, settings.sandbox_url)
     # Kept out of logs, dead letters and events from here on: ours and every adapter's credentials.
     register_secrets(*configured_secrets(settings), *(s for a in registry for s in configured_secrets(a.config)))
     engine = db.make_engine(settings.database_url)

@@ -1,10 +1,11 @@
-"""The dispatcher's tables: the tickets platforms gave us, for polling and checking callbacks."""
+"""The dispatcher's tables: the tickets platforms gave us, for polling and checking callbacks, and
+the callbacks accepted, for refusing their replays."""
 
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, and_, func,
-                        select, update)
+from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, and_, delete, func,
+                        select, tuple_, update)
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,15 @@ tickets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+callbacks_seen = Table(
+    "callbacks_seen", metadata,
+    Column("adapter", String(64), primary_key=True),
+    Column("replay_key", String(300), primary_key=True),
+    Column("remember_until", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+PRUNED_AT_ONCE = 500
 
 
 async def open_ticket(session: AsyncSession, platform: str, ticket_id: str, referral_id: UUID,
@@ -61,3 +71,24 @@ async def polled(session: AsyncSession, platform: str, ticket_id: str, status: s
     await session.execute(update(tickets).where(and_(tickets.c.platform == platform, tickets.c.ticket_id == ticket_id))
                           .values(status=status, polls=tickets.c.polls + 1, updated_at=func.now(),
                                   next_poll_at=datetime.now(UTC) + timedelta(seconds=again_after_s)))
+
+
+async def first_acceptance(session: AsyncSession, adapter: str, replay_key: str, until: datetime) -> bool:
+    """Note a callback as accepted, remembered until `until`; False if it already was (a replay).
+
+    The row stays locked until the transaction ends: an instance taking the same callback at the
+    same time waits, and then finds it taken (or free again, if this transaction rolled back)."""
+    await prune_callbacks(session)
+    inserted = await session.execute(insert(callbacks_seen).values(
+        adapter=adapter, replay_key=replay_key, remember_until=until,
+    ).on_conflict_do_nothing().returning(callbacks_seen.c.replay_key))
+    return inserted.first() is not None
+
+
+async def prune_callbacks(session: AsyncSession) -> None:
+    """Forget callbacks that would now be refused as stale anyway, skipping rows others hold."""
+    expired = (select(callbacks_seen.c.adapter, callbacks_seen.c.replay_key)
+               .where(callbacks_seen.c.remember_until < func.now()).limit(PRUNED_AT_ONCE)
+               .with_for_update(skip_locked=True))
+    await session.execute(delete(callbacks_seen).where(
+        tuple_(callbacks_seen.c.adapter, callbacks_seen.c.replay_key).in_(expired)))

@@ -4,9 +4,10 @@ answer (receipt, callback or poll) into lifecycle events."""
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher import db, domain
 from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAdapter,
@@ -18,12 +19,21 @@ from services.dispatcher.outbound import Outbound, Record
 from shared.events import Platform, ReferralSubmitted
 from shared.faults import crash_point
 from shared.topics import REFERRALS_DISPATCH, TAKEDOWN_DECISIONS
+from shared.webhooks import TOLERANCE_S
 
 log = logging.getLogger(__name__)
+
+# Accepted callbacks are remembered this long after they turn stale: the clocks of the instances
+# sharing the table may differ by this much.
+CLOCK_MARGIN_S = 60
 
 
 class UnknownTicket(LookupError):
     """A callback about a ticket we do not hold (yet): the platform should try again later."""
+
+
+class NotAnsweredByHand(Exception):
+    """An operator's answer for a platform whose answers come through its API, not by e-mail."""
 
 
 class DispatchService:
@@ -74,23 +84,30 @@ class DispatchService:
         await self.outbound.to_lane(platform, record)
 
     async def callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> int:
-        """Verify a platform's callback and publish its answers; the number of answers."""
+        """Verify a platform's callback and publish its answers; the number of answers.
+
+        A callback accepted before is refused as a replay. It counts as accepted only with its
+        answers published: one answered 503 (Kafka or the database down) may come again."""
         adapter = self.registry.for_platform(platform)
         if adapter.decisions is not DecisionMode.webhook:
             raise InvalidCallback(f"{adapter.slug} takes no callbacks")
-        answers = adapter.parse_callback(headers, body)
-        async with self.sessions() as session:
-            for answer in answers:
-                known = await db.referral_of(session, platform.value, answer.ticket_id)
-                if known is None:
-                    raise UnknownTicket(f"no ticket {answer.ticket_id!r} on {platform}")
-                if known != answer.referral_id:
-                    raise InvalidCallback(f"ticket {answer.ticket_id!r} is not for referral {answer.referral_id}")
-        await self.record_answers(platform, answers)
-        return len(answers)
+        verified = adapter.parse_callback(headers, body, platform)
+        async with self.sessions() as session, session.begin():
+            await _check_tickets(session, platform, verified.answers)
+            if verified.replay_key is not None and not await db.first_acceptance(
+                    session, adapter.slug, verified.replay_key, _remember_until(verified.fresh_until)):
+                raise InvalidCallback("replayed: this callback was accepted before")
+            await self.record_answers(platform, verified.answers, session=session)
+        return len(verified.answers)
 
     async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, who: str) -> PlatformAnswer:
-        """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it."""
+        """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it.
+
+        Only platforms reached by e-mail (DecisionMode.manual) take one: the others answer for
+        themselves, and an answer typed in for them would stand beside or against theirs."""
+        if self.registry.for_platform(platform).decisions is not DecisionMode.manual:
+            raise NotAnsweredByHand(f"{platform.value} answers through its API; "
+                                    f"only e-mail channels take answers by hand")
         async with self.sessions() as session:
             referral_id = await db.referral_of(session, platform.value, ticket_id)
         if referral_id is None:
@@ -99,13 +116,17 @@ class DispatchService:
         await self.record_answers(platform, [answer], who=who)
         return answer
 
-    async def record_answers(self, platform: Platform, answers: list[PlatformAnswer], who: str | None = None) -> None:
-        """Publish each answer as an event, then note it on the ticket."""
+    async def record_answers(self, platform: Platform, answers: Sequence[PlatformAnswer], who: str | None = None,
+                             session: AsyncSession | None = None) -> None:
+        """Publish each answer as an event, then note it on the ticket (in session's transaction, if given)."""
         for answer in answers:
             await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer, who))
             status = db.DECIDED if isinstance(answer, Decision) else db.INFORMATION_REQUESTED
-            async with self.sessions() as session, session.begin():
+            if session is not None:
                 await db.set_status(session, platform.value, answer.ticket_id, status)
+                continue
+            async with self.sessions() as own, own.begin():
+                await db.set_status(own, platform.value, answer.ticket_id, status)
 
     async def poll_due(self, limit: int = 100) -> int:
         """Ask platforms about due open tickets; the number of tickets polled."""
@@ -134,6 +155,23 @@ class DispatchService:
             DecisionMode.polling, DecisionMode.response) else None
         async with self.sessions() as session, session.begin():
             await db.open_ticket(session, platform.value, ticket_id, rid, adapter.slug, poll_after)
+
+
+async def _check_tickets(session: AsyncSession, platform: Platform, answers: Sequence[PlatformAnswer]) -> None:
+    """UnknownTicket for an answer on a ticket we do not hold; InvalidCallback for one on another referral."""
+    for answer in answers:
+        known = await db.referral_of(session, platform.value, answer.ticket_id)
+        if known is None:
+            raise UnknownTicket(f"no ticket {answer.ticket_id!r} on {platform}")
+        if known != answer.referral_id:
+            raise InvalidCallback(f"ticket {answer.ticket_id!r} is not for referral {answer.referral_id}")
+
+
+def _remember_until(fresh_until: float | None) -> datetime:
+    """How long an accepted callback is remembered: until it is stale, with a margin for clocks."""
+    if fresh_until is None:  # a scheme without a time: remembered for the tolerance from now
+        fresh_until = time.time() + TOLERANCE_S
+    return datetime.fromtimestamp(fresh_until + CLOCK_MARGIN_S, UTC)
 
 
 def _status_after(status: str, answer: PlatformAnswer | None) -> str:

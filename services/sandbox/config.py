@@ -4,13 +4,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from services.sandbox.domain import parse_policy
 from services.sandbox.personas import load_personas
+from shared import webhooks
 from shared.settings import BaseServiceSettings
 
 
 class SandboxSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(hide_input_in_errors=True)  # a malformed secret is not echoed
+
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(8090, ge=0, le=65535)
     sandbox_personas: Path | None = Field(
@@ -35,8 +39,9 @@ class SandboxSettings(BaseServiceSettings):
     sandbox_x_consumer_secret: str = Field("sandbox-x-consumer-secret", description="Signs x's callbacks.")
     sandbox_youtube_api_key: str = "sandbox-youtube-key"
     sandbox_tiktok_api_key: str = "sandbox-tiktok-key"
-    sandbox_webhook_secret: str = Field("sandbox-webhook-secret",
-                                        description="Signs generic webhook reports and their callbacks.")
+    sandbox_webhook_secret: str = Field(
+        "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA==",
+        description="`whsec_<base64>` (Standard Webhooks): verifies generic webhook reports, signs their callbacks.")
 
     @field_validator("sandbox_policy", "sandbox_decision_delay_s", "sandbox_personas", mode="before")
     @classmethod
@@ -51,6 +56,11 @@ class SandboxSettings(BaseServiceSettings):
         if value is not None:
             parse_policy(value)
         return value
+
+    @field_validator("sandbox_webhook_secret")
+    @classmethod
+    def _whsec(cls, value: str) -> str:
+        return webhooks.check_secret(value)
 
     @field_validator("sandbox_personas")
     @classmethod

@@ -162,7 +162,7 @@ def _mac(secret: str, message: bytes) -> bytes:
 
 
 def hex_signature(secret: str, body: bytes) -> str:
-    """`sha256=<hex HMAC-SHA256(secret, body)>`: meta's callbacks and the generic webhook."""
+    """`sha256=<hex HMAC-SHA256(secret, body)>`: meta's callbacks."""
     return "sha256=" + _mac(secret, body).hex()
 
 
@@ -170,9 +170,3 @@ def timestamped_signature(secret: str, timestamp: str, body: bytes) -> str:
     """`sha256=<base64 HMAC-SHA256(secret, timestamp + "." + body)>`: x's callbacks."""
     return "sha256=" + base64.b64encode(_mac(secret, timestamp.encode() + b"." + body)).decode()
 
-
-def valid_hex_signature(secret: str, body: bytes, header: str | None) -> bool:
-    """Whether header is body's hex signature under secret (compared in constant time)."""
-    if not header:
-        return False
-    return hmac.compare_digest(header.strip().lower().encode(), hex_signature(secret, body).encode())

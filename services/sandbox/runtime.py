@@ -1,13 +1,13 @@
 """The running sandbox: its settings, effective personas and state, as the routes reach them."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from services.sandbox.callbacks import Decider
 from services.sandbox.config import SandboxSettings
 from services.sandbox.personas import Personas
-from services.sandbox.state import Stats, Store, Tokens
+from services.sandbox.state import SeenMessages, Stats, Store, Tokens
 from services.sandbox.traffic import Traffic
 
 
@@ -19,6 +19,7 @@ class Sandbox:
     tokens: Tokens
     traffic: Traffic
     decider: Decider
+    seen: SeenMessages = field(default_factory=SeenMessages)
 
     @property
     def tasks(self):
@@ -29,9 +30,10 @@ class Sandbox:
         return self.store.stats()
 
     async def reset(self) -> None:
-        """Forget every ticket, key and counter, cancel pending decisions, end admin outages."""
+        """Forget every ticket, key, webhook-id and counter, cancel pending decisions, end admin outages."""
         await self.decider.cancel_pending()
         self.store.reset()
+        self.seen.reset()
         self.traffic.reset()
 
 

@@ -1,9 +1,9 @@
-"""The sandbox's memory: tickets, idempotency keys, access tokens and per-platform counters."""
+"""The sandbox's memory: tickets, idempotency keys, access tokens, webhook-ids taken and per-platform counters."""
 
 import secrets
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import datetime
 from typing import Literal
 
@@ -25,6 +25,8 @@ class Ticket(BaseModel):
     reference: str = Field(description="The referral id the report carries.")
     url: str
     callback_url: str | None = None
+    named_platform: Platform | None = Field(
+        None, description="The platform the signed report named (generic webhook); its callbacks name it again.")
     status: TicketStatus = "open"
     outcome: str | None = Field(None, description="The persona's outcome, once drawn.")
     reason: str | None = Field(None, description="The decision's no_action_reason, if any.")
@@ -61,7 +63,8 @@ class Store:
         self.removed_urls: set[str] = set()  # reported URLs a decision took down (GET /content answers 410)
 
     def receive(self, key: str, *, dialect: str, platform: Platform, reference: str, url: str,
-                callback_url: str | None, now: datetime) -> tuple[Ticket, bool]:
+                callback_url: str | None, now: datetime, named_platform: Platform | None = None
+                ) -> tuple[Ticket, bool]:
         """The ticket for key on platform and whether it already existed (a replay, counted)."""
         # No await between check and insert: no other request can run in between, so one
         # key can never make two tickets.
@@ -70,7 +73,8 @@ class Store:
             self.count(platform, "duplicates")
             return self.tickets[existing], True
         ticket = Ticket(ticket_id=self._new_ticket_id(platform), dialect=dialect, platform=platform,
-                        reference=reference, url=url, callback_url=callback_url, received_at=now)
+                        reference=reference, url=url, callback_url=callback_url, named_platform=named_platform,
+                        received_at=now)
         self.tickets[ticket.ticket_id] = ticket
         self.by_key[(platform, key)] = ticket.ticket_id
         return ticket, False
@@ -130,3 +134,27 @@ class Tokens:
     def valid(self, dialect: str, token: str | None) -> bool:
         entry = self.issued.get(token or "")
         return entry is not None and entry[0] == dialect and entry[1] > self.clock()
+
+
+class SeenMessages:
+    """webhook-ids of the signed reports taken, each until a replay of it would be stale anyway."""
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        # In the order taken, which is near enough the order they expire in to forget from the front.
+        self.until: OrderedDict[str, float] = OrderedDict()
+
+    def seen(self, message_id: str) -> bool:
+        """Whether a report with this id was taken and is still remembered."""
+        return self.until.get(message_id, 0.0) >= self.clock()
+
+    def remember(self, message_id: str, until: float) -> None:
+        """Note message_id as taken until `until` (unix seconds); the expired ones are forgotten."""
+        now = self.clock()
+        while self.until and next(iter(self.until.values())) < now:
+            self.until.popitem(last=False)
+        self.until[message_id] = until
+        self.until.move_to_end(message_id)
+
+    def reset(self) -> None:
+        self.until.clear()

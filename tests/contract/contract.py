@@ -84,8 +84,8 @@ class AdapterContract:
         if adapter.decisions is DecisionMode.manual:
             return None
         if adapter.decisions is DecisionMode.webhook:
-            answers = adapter.parse_callback(*await self.callback_for(peer, referral))
-            return next((a for a in answers if a.referral_id == referral.referral_id), None)
+            verified = adapter.parse_callback(*await self.callback_for(peer, referral), self.platform)
+            return next((a for a in verified.answers if a.referral_id == referral.referral_id), None)
         return await eventually(lambda: adapter.poll(receipt.ticket_id, referral.referral_id),
                                 self.decision_timeout_s, f"{adapter.slug} to answer on {receipt.ticket_id}")
 
@@ -174,8 +174,9 @@ class SignedCallbacks(AdapterContract):
         assert adapter.decisions is DecisionMode.webhook
         await adapter.submit(referral)
         headers, body = await self.callback_for(peer, referral)
-        assert adapter.parse_callback(headers, body), "the genuine callback is accepted"
+        assert adapter.parse_callback(headers, body, self.platform).answers, "the genuine callback is accepted"
         with pytest.raises(InvalidCallback):
-            adapter.parse_callback(headers, body + b" ")  # still JSON, no longer what was signed
+            adapter.parse_callback(headers, body + b" ", self.platform)  # still JSON, no longer what was signed
         with pytest.raises(InvalidCallback):
-            adapter.parse_callback({k: v for k, v in headers.items() if "signature" not in k.lower()}, body)
+            adapter.parse_callback({k: v for k, v in headers.items() if "signature" not in k.lower()}, body,
+                                   self.platform)

@@ -141,7 +141,7 @@ class TestTikTokAdapter(SandboxContract, AnswersComeBack):
 class TestWebhookAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
     platform = Platform.other
     adapter_class = WebhookAdapter
-    bad_credentials = {"secret": "not-the-secret"}
+    bad_credentials = {"secret": "whsec_bm90LXRoZS1zYW5kYm94LXNlY3JldA=="}
     sandbox_path = "/platforms/other"
 
 

@@ -210,3 +210,19 @@ async def test_an_operator_records_an_answer_given_by_e_mail_under_their_own_nam
     assert recorded.status_code == 202 and recorded.json()["recorded"] == "decision"
     assert decided.actor == "user:alice" and decided.referral_id == ref.referral_id
     assert decided.data.outcome == "removed" and decided.data.platform_explanation == "channel closed"
+
+
+async def test_an_answer_by_hand_for_a_platform_that_answers_through_its_api_is_refused_with_409(settings_env, kafka):
+    ref = referral(Platform.facebook)
+    decision = {"decision": {"visibility": ["content_removed"], "decided_at": "2026-11-22T10:00:00Z"}}
+    async with running(settings_env, FakeAdapter(), FakeAdapter("mail", (Platform.telegram,),
+                                                                decisions=DecisionMode.manual)) as api:
+        await submit(kafka, ref)
+        [dispatched] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        refused = await api.post(f"/v1/tickets/facebook/{dispatched.data.ticket_id}/answer", json=decision,
+                                 headers={"X-Actor": "user:alice"})
+        unserved = await api.post("/v1/tickets/youtube/Y1/answer", json=decision, headers={"X-Actor": "user:alice"})
+
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "facebook answers through its API; only e-mail channels take answers by hand"
+    assert unserved.status_code == 404 and "no adapter delivers to youtube" in unserved.json()["detail"]

@@ -6,8 +6,6 @@ The helpers here (Receiver, make_app, sandbox_client, signed) serve the other sa
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import time
 from datetime import datetime, timedelta
@@ -18,10 +16,11 @@ from fastapi import FastAPI
 
 from services.sandbox.app import create_app
 from services.sandbox.config import SandboxSettings
+from shared import webhooks
 from tests.support import eventually
 
 LONG_DELAY = 30.0  # decisions that must not happen while the test runs
-WEBHOOK_SECRET = "sandbox-webhook-secret"
+WEBHOOK_SECRET = "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA=="
 STATS_ZERO = {"reports": 0, "duplicates": 0, "decided": 0, "requests": 0, "throttled": 0, "errors": 0,
               "unavailable": 0, "hung": 0}
 
@@ -40,26 +39,29 @@ async def sandbox_client(app: FastAPI):
         yield client
 
 
-def hex_hmac(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signed(payload: dict, key: str | None = "key-1", secret: str = WEBHOOK_SECRET) -> dict:
-    """Request arguments for a signed generic-webhook report."""
+def signed(payload: dict, key: str | None = "key-1", secret: str = WEBHOOK_SECRET, age_s: float = 0,
+           message_id: str | None = None) -> dict:
+    """Request arguments for a generic-webhook report signed as Standard Webhooks says (a new message)."""
     body = json.dumps(payload).encode()
-    headers = {"Content-Type": "application/json", "X-Takedown-Signature": hex_hmac(secret, body)}
+    headers = {"Content-Type": "application/json", **webhooks.sign(
+        [secret], body, message_id or webhooks.new_message_id(), int(time.time() - age_s))}
     if key is not None:
         headers["Idempotency-Key"] = key
     return {"content": body, "headers": headers}
 
 
-def report(reference: str = "referral-1", callback_url: str | None = None) -> dict:
-    return {"reference": reference, "url": "https://facebook.com/groups/123", "category": "fraud",
+def report(reference: str = "referral-1", callback_url: str | None = None, platform: str = "other") -> dict:
+    return {"platform": platform, "reference": reference, "url": "https://facebook.com/groups/123", "category": "fraud",
             "agency": "NCA", "case_reference": "OP-7", "notes": None, "callback_url": callback_url}
 
 
 async def submit(client, platform="facebook", key="key-1", **kwargs) -> httpx.Response:
-    return await client.post(f"/platforms/{platform}/reports", **signed(report(**kwargs), key))
+    return await client.post(f"/platforms/{platform}/reports", **signed(report(platform=platform, **kwargs), key))
+
+
+def verified(headers: dict[str, str], raw: bytes) -> bool:
+    """Whether a callback is signed as Standard Webhooks says, with the webhook secret, just now."""
+    return webhooks.verify([WEBHOOK_SECRET], headers, raw, now=time.time()) is not None
 
 
 async def ticket(client, ticket_id: str, platform: str = "facebook") -> dict:
@@ -79,15 +81,44 @@ async def test_a_new_report_gets_a_ticket_named_after_its_platform():
 
 async def test_a_report_with_a_wrong_or_missing_signature_is_refused_with_401():
     async with sandbox_client(make_app(delay=LONG_DELAY)) as client:
-        wrong = signed(report(), secret="not-the-secret")
+        wrong = signed(report(), secret="whsec_bm90LXRoZS1zYW5kYm94LXNlY3JldA==")
         assert (await client.post("/platforms/other/reports", **wrong)).status_code == 401
         unsigned = signed(report())
-        del unsigned["headers"]["X-Takedown-Signature"]
+        del unsigned["headers"]["webhook-signature"]
         assert (await client.post("/platforms/other/reports", **unsigned)).status_code == 401
         tampered = signed(report())
         tampered["content"] = tampered["content"].replace(b"referral-1", b"referral-2")
         assert (await client.post("/platforms/other/reports", **tampered)).status_code == 401
         assert (await client.get("/stats")).json()["reports"] == 0
+
+
+@pytest.mark.parametrize("age_s, reason", [(301, "stale"), (-301, "in the future")])
+async def test_a_report_signed_more_than_five_minutes_ago_or_ahead_is_refused_with_401_saying_so(age_s, reason):
+    async with sandbox_client(make_app(delay=LONG_DELAY)) as client:
+        response = await client.post("/platforms/other/reports", **signed(report(), age_s=age_s))
+        assert response.status_code == 401 and reason in response.json()["detail"]
+        assert (await client.get("/stats")).json()["reports"] == 0
+
+
+async def test_a_report_whose_webhook_id_was_taken_is_refused_as_a_replay_and_one_refused_for_an_outage_is_not():
+    async with sandbox_client(make_app(delay=LONG_DELAY)) as client:
+        taken = signed(report())
+        assert (await client.post("/platforms/other/reports", **taken)).status_code == 201
+        replayed = await client.post("/platforms/other/reports", **taken)
+        assert replayed.status_code == 401 and "replayed" in replayed.json()["detail"]
+
+        retried = signed(report(reference="referral-2"), key="key-2")
+        await client.post("/admin/other/outage", json={"seconds": 30})
+        assert (await client.post("/platforms/other/reports", **retried)).status_code == 503
+        await client.post("/admin/other/outage", json={"seconds": 0})
+        assert (await client.post("/platforms/other/reports", **retried)).status_code == 201
+
+
+async def test_the_decision_is_called_back_for_the_platform_the_signed_report_named(receiver):
+    async with sandbox_client(make_app(policy="removed=1")) as client:
+        await client.post("/platforms/other/reports", **signed(report(platform="telegram", callback_url=receiver.url)))
+        [(headers, raw)] = await receiver.wait_for(1)
+        assert verified(headers, raw) and json.loads(raw)["platform"] == "telegram"
 
 
 async def test_a_replayed_report_returns_the_same_ticket_and_is_counted_as_a_duplicate():
@@ -178,10 +209,10 @@ async def test_the_decision_is_called_back_signed_with_the_webhook_secret(receiv
         ticket_id = (await submit(client, platform="other", reference="referral-7",
                                   callback_url=receiver.url)).json()["ticket_id"]
         [(headers, raw)] = await receiver.wait_for(1)
-        assert headers["x-takedown-signature"] == hex_hmac(WEBHOOK_SECRET, raw)
+        assert verified(headers, raw)
         call = json.loads(raw)
-        assert set(call) == {"ticket_id", "reference", "decision"}
-        assert (call["ticket_id"], call["reference"]) == (ticket_id, "referral-7")
+        assert set(call) == {"ticket_id", "reference", "platform", "decision"}
+        assert (call["ticket_id"], call["reference"], call["platform"]) == (ticket_id, "referral-7", "other")
         decision = call["decision"]
         assert {k: decision[k] for k in ("visibility", "account", "ground", "territorial_scope",
                                          "no_action_reason")} == {
@@ -210,7 +241,8 @@ async def test_an_information_request_is_called_back_and_later_followed_by_a_rem
         ticket_id = (await submit(client, platform="other", callback_url=receiver.url)).json()["ticket_id"]
         calls = await receiver.wait_for(2)
         asked, decided = receiver.bodies
-        assert all(headers["x-takedown-signature"] == hex_hmac(WEBHOOK_SECRET, raw) for headers, raw in calls)
+        assert all(verified(headers, raw) for headers, raw in calls)
+        assert len({headers["webhook-id"] for headers, _ in calls}) == 2, "each callback is a message of its own"
         assert "decision" not in asked and set(asked["information_request"]) == {"question", "requested_at"}
         assert asked["information_request"]["question"].strip()
         assert "information_request" not in decided
@@ -241,8 +273,9 @@ async def test_a_failed_callback_is_retried_until_the_receiver_accepts_it(receiv
     async with sandbox_client(make_app(policy="removed=1")) as client:
         await submit(client, callback_url=receiver.url)
         await receiver.wait_for(2)
-        (_, first), (_, second) = receiver.calls
+        (first_headers, first), (second_headers, second) = receiver.calls
         assert first == second
+        assert first_headers["webhook-id"] == second_headers["webhook-id"], "posted again, the same message"
 
 
 async def test_a_report_without_a_callback_url_is_still_decided():

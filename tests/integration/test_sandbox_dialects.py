@@ -128,6 +128,7 @@ async def test_meta_token_then_report_then_a_callback_signed_with_the_app_secret
         assert body["object"] == "takedown_report"
         [entry] = body["entry"]
         assert (entry["report_id"], entry["external_reference"]) == (report_id, "referral-9")
+        assert abs(entry["time"] - time.time()) < 60, "dated in unix seconds, as Meta's entries are"
         assert {k: entry["decision"][k] for k in REMOVED} == REMOVED
 
 

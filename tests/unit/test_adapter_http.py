@@ -3,6 +3,7 @@ answers map to DeliveryError, tokens, and decisions in responses and polls (call
 decision object: test_adapter_answers.py)."""
 
 import asyncio
+import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,13 +17,15 @@ from pydantic import SecretStr
 
 from services.dispatcher.adapters import load
 from services.dispatcher.adapters.base import (Decision, DeliveryError, InformationRequest, PlatformAdapter)
-from services.dispatcher.adapters.http import (hex_signature, retry_after_s)
+from services.dispatcher.adapters.http import retry_after_s
+from shared import webhooks
 from shared.embedded import free_port
 from shared.events import (Category, Evidence, Platform,
                            ReferralSubmitted)
 from tests.support import serving
 
 CALLBACKS = "https://dispatcher.example/"
+WEBHOOK_SECRET = "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA=="
 DECISION = {"visibility": ["content_removed"], "account": None, "ground": "illegal_content",
             "territorial_scope": ["GB"], "no_action_reason": None, "explanation": "Removed.",
             "decided_at": "2026-11-22T10:00:00Z"}
@@ -121,7 +124,7 @@ def expected_payload(slug: str, r: ReferralSubmitted) -> dict:
                     "notes": "Crossings for sale."},
         "x": {"url": r.canonical_url, "policy": "people_smuggling", "reporter_reference": rid, "callback_url": cb},
         "tiktok": {"link": r.canonical_url, "category": "people_smuggling", "reference": rid},
-        "webhook": {"reference": rid, "url": r.canonical_url, "category": "people_smuggling", "agency": "NCA",
+        "webhook": {"platform": "other", "reference": rid, "url": r.canonical_url, "category": "people_smuggling", "agency": "NCA",
                     "case_reference": "OP-7", "notes": "Crossings for sale.", "callback_url": cb},
     }[slug]
 
@@ -134,10 +137,25 @@ async def test_each_adapter_sends_its_dialects_exact_payload_with_the_idempotenc
     assert json.loads(sent.body) == expected_payload(slug, r)
     assert sent.headers["idempotency-key"] == str(r.referral_id)
     assert receipt.ticket_id == {"meta": "M1", "youtube": "Y1", "x": "X1", "tiktok": "T1", "webhook": "W1"}[slug]
+    if slug == "webhook":  # Standard Webhooks: signed, timestamped, under the sandbox's secret
+        webhooks.verify([WEBHOOK_SECRET], sent.headers, sent.body, now=datetime.now(UTC).timestamp())
+        return
     auth = {"meta": ("authorization", "Bearer token-1"), "x": ("authorization", "Bearer token-1"),
-            "youtube": ("x-api-key", "sandbox-youtube-key"), "tiktok": ("x-api-key", "sandbox-tiktok-key"),
-            "webhook": ("x-takedown-signature", hex_signature("sandbox-webhook-secret", sent.body))}[slug]
+            "youtube": ("x-api-key", "sandbox-youtube-key"), "tiktok": ("x-api-key", "sandbox-tiktok-key")}[slug]
     assert sent.headers[auth[0]] == auth[1]
+
+
+async def test_each_webhook_report_is_a_new_message_and_during_a_rotation_is_signed_with_both_secrets(
+        platform, adapters):
+    previous = "whsec_cHJldmlvdXMtd2ViaG9vay1zZWNyZXQ="
+    adapter, r = adapters("webhook", platform, previous_secret=previous), referral(Platform.other)
+    await adapter.submit(r)
+    await adapter.submit(r)
+    first, again = platform.to("/hook/reports")
+    assert first.headers["webhook-id"] != again.headers["webhook-id"], "a retry is a new message, one report"
+    assert first.headers["idempotency-key"] == again.headers["idempotency-key"] == str(r.referral_id)
+    for secret in (WEBHOOK_SECRET, previous):
+        webhooks.verify([secret], first.headers, first.body, now=datetime.now(UTC).timestamp())
 
 
 @pytest.mark.parametrize("category, violation_type", [
@@ -236,7 +254,8 @@ async def test_secrets_echoed_by_a_platform_stay_out_of_error_messages(platform,
 def test_config_secrets_default_to_the_sandboxes_and_never_show(slug):
     config = load(slug).Config()
     secrets = [v.get_secret_value() for v in vars(config).values() if isinstance(v, SecretStr)]
-    assert secrets and all(secret.startswith("sandbox-") for secret in secrets)
+    keys = [base64.b64decode(s.removeprefix("whsec_")).decode() if s.startswith("whsec_") else s for s in secrets]
+    assert secrets and all(key.startswith("sandbox-") for key in keys)
     assert not any(secret in repr(config) or secret in config.model_dump_json() for secret in secrets)
 
 

@@ -83,11 +83,12 @@ def test_settings_read_the_sandbox_variables_from_the_environment(monkeypatch, t
     monkeypatch.setenv("SANDBOX_DECISION_DELAY_S", "0.05")
     monkeypatch.setenv("SANDBOX_SEED", "replay")
     monkeypatch.setenv("SANDBOX_PERSONAS", str(personas))
-    monkeypatch.setenv("SANDBOX_WEBHOOK_SECRET", "s3cret")
+    monkeypatch.setenv("SANDBOX_WEBHOOK_SECRET", "whsec_czNjcmV0LXMzY3JldC1zM2NyZXQ=")
     settings = SandboxSettings()
     assert (settings.sandbox_policy, settings.sandbox_port) == ("restricted=1", 9099)
     assert (settings.sandbox_decision_delay_s, settings.sandbox_seed) == (0.05, "replay")
-    assert (settings.sandbox_personas, settings.sandbox_webhook_secret) == (personas, "s3cret")
+    assert (settings.sandbox_personas, settings.sandbox_webhook_secret) == (personas,
+                                                                           "whsec_czNjcmV0LXMzY3JldC1zM2NyZXQ=")
 
 
 def test_without_policy_or_delay_in_the_environment_the_personas_decide(monkeypatch):
@@ -115,7 +116,15 @@ def test_the_credentials_default_to_those_of_the_contract(monkeypatch):
     assert (settings.sandbox_x_client_id, settings.sandbox_x_client_secret,
             settings.sandbox_x_consumer_secret) == ("sandbox-x", "sandbox-x-secret", "sandbox-x-consumer-secret")
     assert (settings.sandbox_youtube_api_key, settings.sandbox_tiktok_api_key,
-            settings.sandbox_webhook_secret) == ("sandbox-youtube-key", "sandbox-tiktok-key", "sandbox-webhook-secret")
+            settings.sandbox_webhook_secret) == ("sandbox-youtube-key", "sandbox-tiktok-key",
+                                                 "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA==")
+
+
+def test_settings_refuse_a_webhook_secret_that_is_not_whsec_without_repeating_it(monkeypatch):
+    monkeypatch.setenv("SANDBOX_WEBHOOK_SECRET", "hunter2-hunter2-hunter2")
+    with pytest.raises(ValidationError, match="starts with 'whsec_'") as refused:
+        SandboxSettings(_env_file=None)
+    assert "hunter2" not in str(refused.value)
 
 
 def test_settings_refuse_a_persona_file_that_does_not_load(monkeypatch, tmp_path):

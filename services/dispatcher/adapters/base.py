@@ -98,6 +98,20 @@ class InvalidCallback(Exception):
     """A callback whose signature or content does not check out; it is refused."""
 
 
+@dataclass(frozen=True)
+class VerifiedCallback:
+    """A callback whose signature checked out: its answers, and how to recognise it if it comes again.
+
+    replay_key identifies this delivery among the adapter's (a webhook-id, a digest of what was
+    signed); fresh_until (unix seconds) is when it turns stale and would be refused anyway, so the
+    key need not be remembered longer. None for either: nothing to recognise a replay by.
+    """
+
+    answers: tuple[PlatformAnswer, ...]
+    replay_key: str | None = None
+    fresh_until: float | None = None
+
+
 class PlatformAdapter(ABC):
     """Delivers referrals to one or more platforms the way they take them."""
 
@@ -122,8 +136,8 @@ class PlatformAdapter(ABC):
         """The answer on an open ticket, or None while it is still open (polling adapters)."""
         raise NotImplementedError(f"{self.slug} does not poll")
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[PlatformAnswer]:
-        """Verify and read a decision callback (webhook adapters); InvalidCallback if it fails."""
+    def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
+        """Verify and read a decision callback posted for platform (webhook adapters); InvalidCallback if it fails."""
         raise NotImplementedError(f"{self.slug} takes no callbacks")
 
     async def close(self) -> None:

@@ -91,7 +91,7 @@ def hmac_sha256(secret: SecretStr | str, message: bytes) -> bytes:
 
 
 def hex_signature(secret: SecretStr | str, body: bytes) -> str:
-    """`sha256=<hex HMAC-SHA256(secret, body)>` (meta's callbacks, the generic webhook)."""
+    """`sha256=<hex HMAC-SHA256(secret, body)>` (meta's callbacks)."""
     return "sha256=" + hmac_sha256(secret, body).hex()
 
 

@@ -1,16 +1,25 @@
-"""Meta (Facebook, Instagram): OAuth2 client credentials; decisions come back by signed webhook."""
+"""Meta (Facebook, Instagram): OAuth2 client credentials; decisions come back by signed webhook.
 
+Meta's callbacks are signed X-Hub-Signature-256 (the body's HMAC with the app secret) and carry
+no message id: each entry's `time` (unix seconds) dates them, and a replay is recognised by the
+digest of the body.
+"""
+
+import hashlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pydantic import Field, SecretStr
 
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, DeliveryError,
-                                               InvalidCallback, PlatformAnswer, Receipt)
+                                               InvalidCallback, Receipt, VerifiedCallback)
 from services.dispatcher.adapters.http import (OAuth2Adapter, callback_answer, callback_json, callback_url,
                                                hex_signature, idempotency, lower_keys, receipt_from,
                                                signatures_match)
 from shared.events import Category, Platform, ReferralSubmitted
+from shared.webhooks import TOLERANCE_S
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,12 @@ class MetaConfig(AdapterConfig):
     client_secret: SecretStr = Field(SecretStr("sandbox-meta-secret"), description="OAuth2 client secret.")
     app_secret: SecretStr = Field(SecretStr("sandbox-meta-app-secret"),
                                   description="Verifies callbacks' X-Hub-Signature-256.")
+    previous_app_secret: SecretStr | None = Field(
+        None, description="The app secret being rotated out: callbacks signed with it still verify.")
+    callback_tolerance_s: int = Field(
+        TOLERANCE_S, ge=1, description="Entries dated further than this from now are refused. Meta sends a "
+                                       "callback again, unchanged, for hours: one we could not take for longer "
+                                       "than this (an outage) is then refused as stale.")
 
 
 class MetaAdapter(OAuth2Adapter):
@@ -47,6 +62,7 @@ class MetaAdapter(OAuth2Adapter):
     default_platforms = SURFACES
     token_path = "/meta/oauth/token"
     config: MetaConfig
+    clock: Callable[[], float] = staticmethod(time.time)
 
     def payload(self, referral: ReferralSubmitted) -> dict:
         """The body of meta's report for referral."""
@@ -70,13 +86,31 @@ class MetaAdapter(OAuth2Adapter):
         log.debug("meta: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
         return receipt
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[PlatformAnswer]:
-        """Verify X-Hub-Signature-256 and read every entry's decision or information request."""
+    def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
+        """Verify X-Hub-Signature-256 (either app secret) and every entry's time, and read each entry's answer.
+
+        Meta's callbacks do not name the surface: a ticket of the other one is not found for platform."""
         given = lower_keys(headers).get("x-hub-signature-256", "").lower()
-        if not signatures_match(hex_signature(self.config.app_secret, body), given):
-            raise InvalidCallback("missing or wrong X-Hub-Signature-256")
+        secrets = [s for s in (self.config.app_secret, self.config.previous_app_secret) if s is not None]
+        if not any([signatures_match(hex_signature(secret, body), given) for secret in secrets]):
+            raise InvalidCallback("wrong signature: missing or wrong X-Hub-Signature-256")
         data = callback_json(body)
         entries = data.get("entry")
         if data.get("object") != "takedown_report" or not isinstance(entries, list) or not entries:
             raise InvalidCallback("expected a takedown_report object with entries")
-        return [callback_answer(entry, "report_id", "external_reference") for entry in entries]
+        oldest = min(self._entry_time(entry) for entry in entries)
+        return VerifiedCallback(tuple(callback_answer(entry, "report_id", "external_reference") for entry in entries),
+                                replay_key="sha256:" + hashlib.sha256(body).hexdigest(),
+                                fresh_until=oldest + self.config.callback_tolerance_s)
+
+    def _entry_time(self, entry: Any) -> int:
+        """An entry's `time`, refused when it is missing or more than callback_tolerance_s from now."""
+        moment = entry.get("time") if isinstance(entry, dict) else None
+        if not isinstance(moment, int) or isinstance(moment, bool) or not 0 <= moment < 10**12:
+            raise InvalidCallback("an entry without a time (unix seconds)")
+        age, tolerance = self.clock() - moment, self.config.callback_tolerance_s
+        if age > tolerance:
+            raise InvalidCallback(f"stale: an entry's time is {age:.0f} s ago, at most {tolerance} s allowed")
+        if age < -tolerance:
+            raise InvalidCallback(f"an entry's time is {-age:.0f} s in the future, at most {tolerance} s allowed")
+        return moment

@@ -1,4 +1,6 @@
-"""A generic JSON webhook: reports and decisions both ways signed with one HMAC secret.
+"""A generic JSON webhook, Standard Webhooks both ways (shared/webhooks.py): reports and decision
+callbacks carry webhook-id, webhook-timestamp and webhook-signature, and name in their signed
+body the platform they are for.
 
 The report goes to `{base_url}/reports`; the sandbox serves it at `/platforms/{platform}/reports`,
 so the default base_url is the sandbox's `/platforms/other`.
@@ -6,45 +8,64 @@ so the default base_url is the sandbox's `/platforms/other`.
 
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback,
-                                               PlatformAnswer, Receipt)
-from services.dispatcher.adapters.http import (HttpAdapter, callback_answer, callback_json, callback_url,
-                                               hex_signature, idempotency, lower_keys, receipt_from,
-                                               signatures_match)
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback, Receipt,
+                                               VerifiedCallback)
+from services.dispatcher.adapters.http import (HttpAdapter, callback_answer, callback_json, callback_url, excerpt,
+                                               idempotency, receipt_from)
+from shared import webhooks
 from shared.events import Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Takedown-Signature"
 
 
 class WebhookConfig(AdapterConfig):
     """The webhook's settings; the secret defaults to the sandbox's."""
 
+    model_config = ConfigDict(hide_input_in_errors=True)  # a malformed secret is not echoed
+
     base_url: str = Field("http://127.0.0.1:8090/platforms/other",
                           description="Reports are posted to {base_url}/reports.")
-    secret: SecretStr = Field(SecretStr("sandbox-webhook-secret"),
-                              description="Signs reports and verifies callbacks (X-Takedown-Signature).")
+    secret: SecretStr = Field(SecretStr("whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA=="),
+                              description="`whsec_<base64>`: signs reports, verifies callbacks.")
+    previous_secret: SecretStr | None = Field(
+        None, description="The secret being rotated out: callbacks signed with it still verify, and "
+                          "reports are signed with it too, until the platform has the new one.")
+
+    @field_validator("secret", "previous_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            webhooks.check_secret(value.get_secret_value())
+        return value
 
 
 class WebhookAdapter(HttpAdapter):
     """Posts signed JSON reports; reads callbacks signed the same way."""
 
     slug = "webhook"
-    title = "Generic JSON webhook"
+    title = "Generic JSON webhook (Standard Webhooks)"
+    version = "2"
     auth = AuthKind.hmac
     decisions = DecisionMode.webhook
     Config = WebhookConfig
     default_platforms = (Platform.other,)
     config: WebhookConfig
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def signing_secrets(self) -> list[str]:
+        """The current secret, then the one being rotated out (if any)."""
+        secrets = [self.config.secret, self.config.previous_secret]
+        return [s.get_secret_value() for s in secrets if s is not None]
 
     def payload(self, referral: ReferralSubmitted) -> dict:
         """The body of the webhook's report for referral."""
         return {
+            "platform": referral.platform.value,
             "reference": str(referral.referral_id),
             "url": referral.canonical_url,
             "category": referral.category.value,
@@ -57,16 +78,24 @@ class WebhookAdapter(HttpAdapter):
     async def submit(self, referral: ReferralSubmitted) -> Receipt:
         """Post the signed report; the decision comes back to the callback URL, signed the same way."""
         body = json.dumps(self.payload(referral), separators=(",", ":"), ensure_ascii=False).encode()
-        headers = {**idempotency(referral), "Content-Type": "application/json",
-                   SIGNATURE_HEADER: hex_signature(self.config.secret, body)}
+        # A new webhook-id per attempt: the platform refuses an id it has taken, and a retry of a
+        # report it took (our timeout, its 201) must reach it; the Idempotency-Key makes it one ticket.
+        signed = webhooks.sign(self.signing_secrets(), body, webhooks.new_message_id(), int(self.clock()))
+        headers = {**idempotency(referral), "Content-Type": "application/json", **signed}
         response = await self.send("POST", "reports", content=body, headers=headers)
         receipt = receipt_from(response, "ticket_id", secrets=self.secrets())
         log.debug("webhook: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
         return receipt
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[PlatformAnswer]:
-        """Verify X-Takedown-Signature and read the decision or information request."""
-        given = lower_keys(headers).get(SIGNATURE_HEADER.lower(), "").lower()
-        if not signatures_match(hex_signature(self.config.secret, body), given):
-            raise InvalidCallback(f"missing or wrong {SIGNATURE_HEADER}")
-        return [callback_answer(callback_json(body), "ticket_id", "reference")]
+    def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
+        """Verify the Standard Webhooks signature and time, and that it was signed for platform."""
+        try:
+            signed = webhooks.verify(self.signing_secrets(), headers, body, now=self.clock())
+        except webhooks.Refused as exc:
+            raise InvalidCallback(str(exc)) from None
+        data = callback_json(body)
+        if data.get("platform") != platform.value:
+            raise InvalidCallback(f"signed for another platform ({excerpt(str(data.get('platform')))!r}), "
+                                  f"not {platform.value}")
+        return VerifiedCallback((callback_answer(data, "ticket_id", "reference"),),
+                                replay_key=f"webhook-id:{signed.message_id}", fresh_until=signed.fresh_until())

@@ -1,13 +1,15 @@
 """X: OAuth2 client credentials; decisions come back by webhook signed with a timestamp."""
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 
 from pydantic import Field, SecretStr
 
-from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback,
-                                               PlatformAnswer, Receipt)
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback, Receipt,
+                                               VerifiedCallback)
 from services.dispatcher.adapters.http import (OAuth2Adapter, base64_signature, callback_answer, callback_json,
                                                callback_url, idempotency, lower_keys, receipt_from,
                                                signatures_match)
@@ -16,6 +18,7 @@ from shared.events import Platform, ReferralSubmitted
 log = logging.getLogger(__name__)
 
 MAX_SIGNATURE_AGE_S = 300
+UNIX_SECONDS = re.compile(r"\d{1,12}")
 
 
 class XConfig(AdapterConfig):
@@ -57,17 +60,18 @@ class XAdapter(OAuth2Adapter):
         log.debug("x: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
         return receipt
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> list[PlatformAnswer]:
+    def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
         """Verify X-Timestamp and X-Signature (refused after 5 minutes) and read the answer."""
         lowered = lower_keys(headers)
         timestamp = lowered.get("x-timestamp", "").strip()
-        try:
-            age = self.clock() - int(timestamp)
-        except ValueError:
-            raise InvalidCallback("missing or malformed X-Timestamp") from None
+        if not UNIX_SECONDS.fullmatch(timestamp):
+            raise InvalidCallback("missing or malformed X-Timestamp")
+        age = self.clock() - int(timestamp)
         if abs(age) > MAX_SIGNATURE_AGE_S:
             raise InvalidCallback(f"X-Timestamp is {age:.0f} s from now; at most {MAX_SIGNATURE_AGE_S} s allowed")
-        expected = base64_signature(self.config.consumer_secret, timestamp.encode() + b"." + body)
-        if not signatures_match(expected, lowered.get("x-signature")):
+        signed = timestamp.encode() + b"." + body
+        if not signatures_match(base64_signature(self.config.consumer_secret, signed), lowered.get("x-signature")):
             raise InvalidCallback("missing or wrong X-Signature")
-        return [callback_answer(callback_json(body), "report_id", "reporter_reference")]
+        return VerifiedCallback((callback_answer(callback_json(body), "report_id", "reporter_reference"),),
+                                replay_key="sha256:" + hashlib.sha256(signed).hexdigest(),
+                                fresh_until=int(timestamp) + MAX_SIGNATURE_AGE_S)

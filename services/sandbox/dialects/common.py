@@ -116,11 +116,12 @@ async def issue_token(request: Request, *, dialect: str, platforms: tuple[Platfo
 
 
 def open_ticket(request: Request, key: str, *, dialect: str, platform: Platform, reference: str, url: str,
-                callback_url: str | None = None) -> tuple[Ticket, bool]:
+                callback_url: str | None = None, named_platform: Platform | None = None) -> tuple[Ticket, bool]:
     """The ticket for key on platform and whether it is a replay; a new one starts its course."""
     sandbox = sandbox_of(request)
     ticket, duplicate = sandbox.store.receive(key, dialect=dialect, platform=platform, reference=reference,
-                                              url=url, callback_url=callback_url, now=datetime.now(UTC))
+                                              url=url, callback_url=callback_url, now=datetime.now(UTC),
+                                              named_platform=named_platform)
     if not duplicate:
         log.info("ticket %s opened (%s) for reference %s", ticket.ticket_id, dialect, reference)
         sandbox.decider.open(ticket)

@@ -1,7 +1,9 @@
 """meta (facebook, instagram): OAuth2 client credentials, reports, webhook callbacks signed
-X-Hub-Signature-256 (hex HMAC-SHA256 of the raw body with the app secret)."""
+X-Hub-Signature-256 (hex HMAC-SHA256 of the raw body with the app secret), each entry dated by
+its `time` (unix seconds) as Meta's webhooks are."""
 
 import json
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -82,7 +84,8 @@ def notifier(settings: SandboxSettings) -> Notifier:
     def notify(ticket: Ticket) -> Callback | None:
         if not ticket.callback_url:
             return None
-        entry = {"report_id": ticket.ticket_id, "external_reference": ticket.reference, **news(ticket)}
+        entry = {"report_id": ticket.ticket_id, "external_reference": ticket.reference, "time": int(time.time()),
+                 **news(ticket)}
         body = to_json({"object": "takedown_report", "entry": [entry]})
         return Callback(ticket.callback_url, body,
                         lambda raw: {"X-Hub-Signature-256": domain.hex_signature(secret, raw)})
