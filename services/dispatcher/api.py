@@ -1,31 +1,62 @@
-"""Dispatcher's HTTP routes: platforms call back here with their decisions."""
+"""Dispatcher's HTTP routes: platforms call back with their decisions (proved by their signature),
+operators record answers platforms gave by e-mail (proved by their bearer token)."""
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 
-from services.dispatcher.adapters.base import Decision, InvalidCallback
 from services.dispatcher.adapters.answers import InvalidAnswer
+from services.dispatcher.adapters.base import Decision, InvalidCallback, VerifiedCallback
 from services.dispatcher.adapters.registry import UnknownPlatform
 from services.dispatcher.service import DispatchService, NotAnsweredByHand, UnknownTicket
+from shared.auth import DENIED, Caller, Role, guard, require
+from shared.auth.principal import Principal
 from shared.events import Platform, StoredText
 
-router = APIRouter(prefix="/v1", tags=["callbacks"])
+
+@dataclass(frozen=True)
+class SignedCallback:
+    """A callback whose signature verified: the platform it proves, and what it says."""
+
+    platform: Platform
+    verified: VerifiedCallback
 
 
-@router.post("/callbacks/{platform}", status_code=status.HTTP_202_ACCEPTED)
-async def decision_callback(platform: str, request: Request) -> dict:
+def _service(request: Request) -> DispatchService:
+    return request.app.state.dispatcher
+
+
+async def signed_by_platform(platform: str, request: Request) -> SignedCallback:
+    """The callbacks' guard: a platform is who its signature proves, nothing else (401 if it does
+    not verify: stale, replayed on the wire, wrongly signed, or signed for another platform)."""
+    try:
+        slug = Platform(platform)
+        verified = _service(request).verify_callback(slug, request.headers, await request.body())
+    except (ValueError, UnknownPlatform):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no platform {platform!r} takes callbacks here") from None
+    except InvalidCallback as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"callback refused: {exc}") from None
+    request.state.principal = Principal(slug.value, frozenset({Role.platform}), f"signature:{slug.value}")
+    return SignedCallback(slug, verified)
+
+
+Signed = Annotated[SignedCallback, Depends(signed_by_platform)]
+callbacks = APIRouter(prefix="/v1", tags=["callbacks"], dependencies=[guard(signed_by_platform)], responses={
+    401: {"description": "The signature does not verify (missing, wrong, stale, replayed, another platform's)."},
+    404: {"description": "No adapter of this platform takes callbacks."},
+    409: {"description": "A ticket we do not hold (yet): retry later."}})
+operators = APIRouter(prefix="/v1", tags=["operators"], dependencies=[require(Role.operator)], responses={
+    **DENIED, 404: {"description": "No such ticket."},
+    409: {"description": "The platform answers through its API, not by e-mail."}})
+
+
+@callbacks.post("/callbacks/{platform}", status_code=status.HTTP_202_ACCEPTED)
+async def decision_callback(callback: Signed, request: Request) -> dict:
     """A platform's signed decision: 202 once on Kafka; 401 if it does not verify; 409 for a
     ticket we do not hold (yet: the platform should retry); 503 if Kafka is down."""
     try:
-        slug = Platform(platform)
-    except ValueError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown platform {platform!r}") from None
-    service: DispatchService = request.app.state.dispatcher
-    try:
-        count = await service.callback(slug, request.headers, await request.body())
-    except UnknownPlatform as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        count = await _service(request).accept_callback(callback.platform, callback.verified)
     except InvalidCallback as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"callback refused: {exc}") from None
     except UnknownTicket as exc:
@@ -33,19 +64,17 @@ async def decision_callback(platform: str, request: Request) -> dict:
     return {"status": "accepted", "answers": count}
 
 
-@router.post("/tickets/{platform}/{ticket_id}/answer", status_code=status.HTTP_202_ACCEPTED, tags=["operators"])
+@operators.post("/tickets/{platform}/{ticket_id}/answer", status_code=status.HTTP_202_ACCEPTED)
 async def record_answer(
-    platform: Platform, ticket_id: StoredText, request: Request,
+    platform: Platform, ticket_id: StoredText, request: Request, caller: Caller,
     envelope: Annotated[dict[str, Any], Body(examples=[{"decision": {
         "visibility": ["content_removed"], "ground": "illegal_content", "territorial_scope": ["GB"],
         "explanation": "removed after our e-mail", "decided_at": "2026-11-22T10:00:00Z"}}])],
-    x_actor: Annotated[str, Header(pattern=r"^user:.+", description="Who records it, e.g. user:alice")],
 ) -> dict:
-    """Record a platform's answer given outside its API (e-mail channels): a decision or an
-    information request, in the decision-object format, under the operator's name."""
-    service: DispatchService = request.app.state.dispatcher
+    """Record a platform's answer given outside its API (e-mail channels only): a decision or an
+    information request, in the decision-object format, under the operator's identity."""
     try:
-        answer = await service.record_by_hand(platform, ticket_id, envelope, who=x_actor)
+        answer = await _service(request).record_by_hand(platform, ticket_id, envelope, by=caller)
     except (UnknownTicket, UnknownPlatform) as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except NotAnsweredByHand as exc:

@@ -15,7 +15,8 @@ from services.dispatcher.lanes import Lane, RetryPolicy
 from services.dispatcher.outbound import Outbound
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
 from services.dispatcher.service import DispatchService
-from shared import db, topics
+from shared import auth, db, topics
+from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
 from shared.redact import configured_secrets, register_secrets
 from shared.reliability import backoff
@@ -54,12 +55,14 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     register_secrets(*configured_secrets(settings), *(s for a in registry for s in configured_secrets(a.config)))
     engine = db.make_engine(settings.database_url)
     broker = make_broker(settings, "takedown-dispatcher")
-    service = DispatchService(registry, build_lanes(settings, registry), Outbound(broker), db.make_sessions(engine))
+    sessions = db.make_sessions(engine)
+    service = DispatchService(registry, build_lanes(settings, registry), Outbound(broker), sessions)
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER), lane_options(settings),
                       tuple(p.value for p in registry.platforms))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await auth_setup.migrate(settings.database_url)
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("dispatcher"))
         await start_broker(broker)
@@ -76,10 +79,12 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
 
     app = FastAPI(title="takedown dispatcher", version="1", lifespan=lifespan)
     app.state.dispatcher = service
-    app.include_router(api.router)
+    app.include_router(api.callbacks)
+    app.include_router(api.operators)
     install_error_handlers(app, "Kafka or the database is unavailable, decision not recorded; retry")
     limit_body(app, settings.max_body_bytes)
     add_health(app, "dispatcher", engine)
+    auth.secure(app, auth_setup.authenticator(settings, sessions))  # last: it checks every route
     return app
 
 

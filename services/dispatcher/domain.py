@@ -9,6 +9,7 @@ from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from services.dispatcher.adapters.base import Decision, InformationRequest, PlatformAnswer
+from shared.auth.principal import Principal
 from shared.events import (Event, Platform, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
                            TakedownInformationRequested, actor, summarise)
 from shared.redact import redact
@@ -40,19 +41,21 @@ def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason:
                  actor=SERVICE, data=data)
 
 
-def answered(platform: Platform, answer: PlatformAnswer, who: str | None = None) -> Event:
+def answered(platform: Platform, answer: PlatformAnswer, by: Principal | None = None) -> Event:
     """A platform's decision or request for information, as the event that records it.
 
-    `who` is the platform itself unless an operator recorded the answer (e-mail channels).
+    `by` is who told us, as authenticated: the platform by its signed callback, or an operator who
+    recorded an answer given by e-mail; without it (a poll, a receipt), the platform itself.
     """
-    who = who or actor("platform", platform.value)
+    who, credential = (by.actor, by.credential) if by else (actor("platform", platform.value), None)
     if isinstance(answer, InformationRequest):
         data = TakedownInformationRequested(referral_id=answer.referral_id, platform=platform,
                                             ticket_id=answer.ticket_id, question=answer.question)
         return Event(id=stable_id(answer.referral_id, "information_requested", answer.ticket_id, answer.requested_at),
-                     source=SOURCE, actor=who, time=answer.requested_at, data=data)
+                     source=SOURCE, actor=who, credential=credential, time=answer.requested_at, data=data)
     return Event(id=stable_id(answer.referral_id, "decided", answer.ticket_id, answer.decided_at),
-                 source=SOURCE, actor=who, time=answer.decided_at, data=decided_data(platform, answer))
+                 source=SOURCE, actor=who, credential=credential, time=answer.decided_at,
+                 data=decided_data(platform, answer))
 
 
 def decided_data(platform: Platform, decision: Decision) -> TakedownDecided:

@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher import db, domain
 from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAdapter,
-                                               PlatformAnswer)
+                                               PlatformAnswer, VerifiedCallback)
 from services.dispatcher.adapters.answers import parse_answer
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
 from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
 from services.dispatcher.outbound import Outbound, Record
+from shared.auth.principal import Principal, Role
 from shared.events import Platform, ReferralSubmitted
 from shared.faults import crash_point
 from shared.topics import REFERRALS_DISPATCH, TAKEDOWN_DECISIONS
@@ -84,23 +85,33 @@ class DispatchService:
         await self.outbound.to_lane(platform, record)
 
     async def callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> int:
-        """Verify a platform's callback and publish its answers; the number of answers.
+        """Verify a platform's callback and publish its answers; the number of answers."""
+        return await self.accept_callback(platform, self.verify_callback(platform, headers, body))
+
+    def verify_callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> VerifiedCallback:
+        """The callback, if the platform's adapter takes callbacks and its signature verifies;
+        InvalidCallback (or UnknownPlatform) if not. No I/O: the route's guard calls it."""
+        adapter = self.registry.for_platform(platform)
+        if adapter.decisions is not DecisionMode.webhook:
+            raise InvalidCallback(f"{adapter.slug} takes no callbacks")
+        return adapter.parse_callback(headers, body, platform)
+
+    async def accept_callback(self, platform: Platform, verified: VerifiedCallback) -> int:
+        """Publish a verified callback's answers under the platform's name; the number of answers.
 
         A callback accepted before is refused as a replay. It counts as accepted only with its
         answers published: one answered 503 (Kafka or the database down) may come again."""
         adapter = self.registry.for_platform(platform)
-        if adapter.decisions is not DecisionMode.webhook:
-            raise InvalidCallback(f"{adapter.slug} takes no callbacks")
-        verified = adapter.parse_callback(headers, body, platform)
+        by = Principal(platform.value, frozenset({Role.platform}), f"signature:{adapter.slug}")
         async with self.sessions() as session, session.begin():
             await _check_tickets(session, platform, verified.answers)
             if verified.replay_key is not None and not await db.first_acceptance(
                     session, adapter.slug, verified.replay_key, _remember_until(verified.fresh_until)):
                 raise InvalidCallback("replayed: this callback was accepted before")
-            await self.record_answers(platform, verified.answers, session=session)
+            await self.record_answers(platform, verified.answers, by=by, session=session)
         return len(verified.answers)
 
-    async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, who: str) -> PlatformAnswer:
+    async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, by: Principal) -> PlatformAnswer:
         """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it.
 
         Only platforms reached by e-mail (DecisionMode.manual) take one: the others answer for
@@ -113,14 +124,14 @@ class DispatchService:
         if referral_id is None:
             raise UnknownTicket(f"no ticket {ticket_id!r} on {platform}")
         answer = parse_answer(envelope, ticket_id, referral_id)
-        await self.record_answers(platform, [answer], who=who)
+        await self.record_answers(platform, [answer], by=by)
         return answer
 
-    async def record_answers(self, platform: Platform, answers: Sequence[PlatformAnswer], who: str | None = None,
+    async def record_answers(self, platform: Platform, answers: Sequence[PlatformAnswer], by: Principal | None = None,
                              session: AsyncSession | None = None) -> None:
         """Publish each answer as an event, then note it on the ticket (in session's transaction, if given)."""
         for answer in answers:
-            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer, who))
+            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer, by))
             status = db.DECIDED if isinstance(answer, Decision) else db.INFORMATION_REQUESTED
             if session is not None:
                 await db.set_status(session, platform.value, answer.ticket_id, status)

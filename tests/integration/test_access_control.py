@@ -9,6 +9,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from services.dispatcher.app import create_app as create_dispatcher
+from services.dispatcher.config import DispatcherSettings
 from services.intake.app import create_app as create_intake
 from services.intake.config import IntakeSettings
 from services.outcomes.app import create_app as create_outcomes
@@ -18,7 +20,7 @@ from shared.auth.guard import PUBLIC
 from tests.idp import IdentityProvider
 from tests.support import bearer, eventually, serving
 
-AGENCY, AUDITOR, OPERATOR, OVERSIGHT = "agency", "auditor", "operator", "oversight"
+AGENCY, AUDITOR, OPERATOR, OVERSIGHT, PLATFORM = "agency", "auditor", "operator", "oversight", "platform"
 ROUTES = {
     "intake": {
         ("POST", "/v1/referrals"): {AGENCY},
@@ -39,7 +41,12 @@ ROUTES = {
         ("GET", "/v1/reports/dsa-article-22.csv"): {AUDITOR, AGENCY},
         ("GET", "/v1/auditor-queries"): {OVERSIGHT},
     },
+    "dispatcher": {
+        ("POST", "/v1/callbacks/{platform}"): {PLATFORM},  # by signature: no bearer token is a platform
+        ("POST", "/v1/tickets/{platform}/{ticket_id}/answer"): {OPERATOR},
+    },
 }
+PATH_VALUES = {"{platform}": "telegram", "{ticket_id}": "no-such-ticket"}
 BODIES = {
     "/v1/referrals": {"url": "https://www.facebook.com/groups/matrix", "category": "people_smuggling"},
     "/v1/referrals/batch": {"referrals": [{"url": "https://youtu.be/matrix", "category": "fraud"}]},
@@ -47,6 +54,9 @@ BODIES = {
     "/v1/referrals/{referral_id}/appeal": {"reason": "new evidence"},
     "/v1/referrals/{referral_id}/information": {"answer": "the second post"},
     "/v1/referrals/{referral_id}/withdraw": {"reason": "done"},
+    "/v1/callbacks/{platform}": {"platform": "telegram", "ticket_id": "t", "reference": "r"},
+    "/v1/tickets/{platform}/{ticket_id}/answer": {"decision": {"visibility": ["content_removed"],
+                                                               "decided_at": "2026-11-22T10:00:00Z"}},
 }
 # Callers that prove nothing: each must get 401 everywhere.
 UNAUTHENTICATED = ("anonymous", "garbage", "revoked key", "expired token", "token for another audience",
@@ -59,7 +69,8 @@ OTHER_AGENCY = {"agency B (key)"}
 
 def services_of(settings: dict) -> dict:
     return {"intake": create_intake(IntakeSettings(**settings, max_redispatches=100)),
-            "outcomes": create_outcomes(OutcomesSettings(**settings, scheduler_enabled=False))}
+            "outcomes": create_outcomes(OutcomesSettings(**settings, scheduler_enabled=False)),
+            "dispatcher": create_dispatcher(DispatcherSettings(**settings))}
 
 
 def test_every_route_of_every_service_is_in_the_matrix_with_the_roles_it_enforces():
@@ -111,8 +122,9 @@ async def callers(credentials, idp, database_url) -> dict[str, dict]:
 async def served(settings_env, idp, credentials):
     """Every service served, and a referral of agency A (the NCA) that outcomes has recorded."""
     apps = services_of({**settings_env, **idp.settings()})
-    async with serving(apps["intake"]) as intake, serving(apps["outcomes"]) as outcomes:
-        urls = {"intake": intake, "outcomes": outcomes}
+    async with serving(apps["intake"]) as intake, serving(apps["outcomes"]) as outcomes, \
+            serving(apps["dispatcher"]) as dispatcher:
+        urls = {"intake": intake, "outcomes": outcomes, "dispatcher": dispatcher}
         nca = bearer(credentials["agencies"]["NCA"]["token"])
         async with httpx.AsyncClient() as client:
             made = await client.post(f"{intake}/v1/referrals", headers=nca, json=BODIES["/v1/referrals"])
@@ -128,13 +140,19 @@ async def served(settings_env, idp, credentials):
 
 def expected(caller: str, roles: set[str], path: str) -> int | None:
     """The status a caller must get, or None where any answer but 401/403/5xx is right."""
-    if caller in UNAUTHENTICATED:
-        return 401
+    if caller in UNAUTHENTICATED or PLATFORM in roles:
+        return 401  # a platform proves itself by its signature, which no bearer token carries
     if not ROLES_OF[caller] & roles:
         return 403
     if caller in OTHER_AGENCY and "{referral_id}" in path:
         return 404  # another agency's referral does not exist for it
     return None
+
+
+def fill(path: str, referral_id: str) -> str:
+    for name, value in {**PATH_VALUES, "{referral_id}": referral_id}.items():
+        path = path.replace(name, value)
+    return path
 
 
 async def test_each_caller_gets_the_answer_its_identity_allows_on_every_route(served, callers):
@@ -143,7 +161,7 @@ async def test_each_caller_gets_the_answer_its_identity_allows_on_every_route(se
     async with httpx.AsyncClient(timeout=30) as client:
         for service, routes in ROUTES.items():
             for (method, path), roles in routes.items():
-                url = urls[service] + path.replace("{referral_id}", referral_id)
+                url = urls[service] + fill(path, referral_id)
                 for caller, headers in callers.items():
                     answer = await client.request(method, url, headers=headers, json=BODIES.get(path))
                     want = expected(caller, roles, path)
@@ -173,15 +191,19 @@ async def test_health_and_the_api_documents_need_no_identity(served):
 async def test_the_openapi_documents_declare_the_bearer_scheme_and_the_401_and_403_answers(served):
     (urls, _) = served
     async with httpx.AsyncClient() as client:
-        for url in urls.values():
+        for service, url in urls.items():
             document = (await client.get(url + "/openapi.json")).json()
-            assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
             for path, operations in document["paths"].items():
-                if path in PUBLIC:
-                    continue
                 for method, operation in operations.items():
-                    assert {"401", "403"} <= set(operation["responses"]), (method, path)
-                    assert operation["security"] == [{"bearer": []}], (method, path)
+                    roles = ROUTES[service].get((method.upper(), path))
+                    if roles is None:
+                        assert path in PUBLIC, (method, path)
+                    elif PLATFORM in roles:  # signed callbacks: 401 when the signature does not verify
+                        assert "401" in operation["responses"] and "security" not in operation, (method, path)
+                    else:
+                        assert {"401", "403"} <= set(operation["responses"]), (method, path)
+                        assert operation["security"] == [{"bearer": []}], (method, path)
+                        assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
 async def test_a_token_from_the_identity_provider_is_recorded_under_its_subject_and_issuer(served, idp, credentials):
