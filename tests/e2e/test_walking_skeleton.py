@@ -15,8 +15,9 @@ import psutil
 import pytest
 
 from shared import topics
-from shared.embedded import URL_FILE, free_port
-from tests.support import create_signing_secrets, eventually, produce_signed
+from shared.auth import demo
+from shared.embedded import free_port
+from tests.support import bearer, eventually, produce_signed
 
 LIFECYCLE = ["referral.submitted", "referral.dispatched", "takedown.decided"]
 
@@ -44,6 +45,15 @@ class Stack:
     @property
     def kafka(self) -> str:
         return f"127.0.0.1:{self.ports['kafka']}"
+
+    def credentials(self) -> dict:
+        """The demo identities, from the file `takedown run` writes."""
+        return json.loads((self.data_dir / demo.FILE).read_text())
+
+    def token(self, who: str) -> str:
+        """A demo identity's token: an agency's or a person's role."""
+        credentials = self.credentials()
+        return credentials["agencies"][who]["token"] if who in credentials["agencies"] else credentials[who]["token"]
 
     def start(self) -> None:
         log_path = self.data_dir / "run.log"
@@ -92,21 +102,20 @@ async def history_of(client: httpx.AsyncClient, outcomes: str, referral_id: str)
 
 
 async def test_referrals_over_http_and_kafka_are_decided_with_their_history_kept_across_a_restart(stack):
-    async with httpx.AsyncClient(timeout=10, headers={"X-Actor": "user:auditor"}) as client:
-        response = await client.post(f"{stack.url('intake')}/v1/referrals", json={
-            "agency": "NCA", "url": "https://www.facebook.com/groups/crossings?fbclid=1",
+    async with httpx.AsyncClient(timeout=10, headers=bearer(stack.token("auditor"))) as client:
+        response = await client.post(f"{stack.url('intake')}/v1/referrals", headers=bearer(stack.token("NCA")), json={
+            "url": "https://www.facebook.com/groups/crossings?fbclid=1",
             "category": "people_smuggling", "case_reference": "OP-2020-1"})
         assert response.status_code == 202
         http_id = response.json()["referral_id"]
-        database_url = (stack.data_dir / URL_FILE).read_text().strip()
-        secrets = await create_signing_secrets(database_url, ("Border Force",))
+        secret = stack.credentials()["agencies"]["BorderForce"]["signing_secret"]
         await produce_signed(stack.kafka, topics.REFERRALS_INBOUND, json.dumps({
-            "agency": "Border Force", "url": "https://youtu.be/boats", "category": "people_smuggling",
-            "idempotency_key": "bf-1"}).encode(), "Border Force", secrets["Border Force"])
+            "url": "https://youtu.be/boats", "category": "people_smuggling",
+            "idempotency_key": "bf-1"}).encode(), "BorderForce", secret)
 
         http_history = await eventually(lambda: history_of(client, stack.url("outcomes"), http_id), 60,
                                         "the HTTP referral to be decided")
-        page = await eventually(lambda: _decided_for(client, stack.url("outcomes"), "Border Force"), 60,
+        page = await eventually(lambda: _decided_for(client, stack.url("outcomes"), "BorderForce"), 60,
                                 "the Kafka referral to be decided")
         kafka_id = page[0]["referral_id"]
         kafka_history = await history_of(client, stack.url("outcomes"), kafka_id)
@@ -121,7 +130,7 @@ async def test_referrals_over_http_and_kafka_are_decided_with_their_history_kept
     assert stack.stop() == [], "processes left behind after SIGTERM"
 
     stack.start()
-    async with httpx.AsyncClient(timeout=10, headers={"X-Actor": "user:auditor"}) as client:
+    async with httpx.AsyncClient(timeout=10, headers=bearer(stack.token("auditor"))) as client:
         after = (await client.get(f"{stack.url('outcomes')}/v1/referrals/{http_id}")).json()
     assert [h["event_id"] for h in after["history"]] == [h["event_id"] for h in referral["history"]]
     assert stack.stop() == []

@@ -3,6 +3,8 @@
 Every service is served by uvicorn in a thread of its own (its own event loop), on one embedded
 broker and one database of the session's Postgres: the fuzzers are plain synchronous code
 (Hypothesis and schemathesis drive them) and the services keep running between examples.
+The database holds the demo identities; the fuzzers call each route as an identity allowed to,
+or every answer would be a 401.
 """
 
 import asyncio
@@ -17,6 +19,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import pool
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from services.dispatcher.app import create_app as create_dispatcher
 from services.dispatcher.config import DispatcherSettings
@@ -27,8 +31,10 @@ from services.outcomes.config import OutcomesSettings
 from services.sandbox.app import create_app as create_sandbox
 from tests.seed import fresh_database
 from services.sandbox.config import SandboxSettings
+from shared.auth import Role, demo, keys
 from shared.embedded import EmbeddedKafka, free_port
 from tests.conftest import FAST_GROUPS
+from tests.support import bearer
 
 SERVICES = ("sandbox", "intake", "dispatcher", "outcomes")
 # The services' own threads draw from `random` (backoff jitter, the sandbox's fates) while
@@ -72,14 +78,54 @@ def served_in_thread(app: FastAPI, port: int) -> Iterator[str]:
         thread.join(60)
 
 
+def caller_of(service: str, path: str = "") -> str | None:
+    """The demo identity the fuzzers call path of service as: one its guard lets in, None where no
+    identity is asked for (the sandbox, and the dispatcher but for its manual answers)."""
+    if service == "intake":
+        return "NCA"
+    if service == "outcomes":
+        return "oversight" if path.startswith("/v1/auditor-queries") else "auditor"
+    if service == "dispatcher" and path.endswith("/answer"):
+        return "operator"
+    return None
+
+
 @dataclass
 class Stack:
     kafka: str
     database_url: str
+    credentials: dict = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
-    def client(self, service: str, **options) -> httpx.Client:
-        return httpx.Client(base_url=self.urls[service], timeout=60, **options)
+    def headers(self, who: str | None) -> dict[str, str]:
+        """The Authorization header of a demo identity: an agency (NCA, BorderForce) or a person's
+        role (auditor, operator, oversight); none for None."""
+        if who is None:
+            return {}
+        agencies = self.credentials["agencies"]
+        return bearer(agencies[who]["token"] if who in agencies else self.credentials[who]["token"])
+
+    def signed_in(self, service: str, path: str = "") -> dict[str, str]:
+        """The Authorization header to call path of service with (see caller_of)."""
+        return self.headers(caller_of(service, path))
+
+    def client(self, service: str, who: str | None = None, **options) -> httpx.Client:
+        """A client of service, signed in as who, or as the identity its routes are for (caller_of);
+        headers given are laid over that."""
+        headers = {**self.headers(who or caller_of(service)), **options.pop("headers", {})}
+        return httpx.Client(base_url=self.urls[service], timeout=60, headers=headers, **options)
+
+    def agency_key(self, agency: str) -> dict[str, str]:
+        """The Authorization header of a new API key of agency, made in the stack's database."""
+        async def create() -> str:
+            engine = create_async_engine(self.database_url, poolclass=pool.NullPool)
+            try:
+                async with async_sessionmaker(engine)() as session, session.begin():
+                    return (await keys.create(session, Role.agency, None, agency, "fuzz")).token
+            finally:
+                await engine.dispose()
+
+        return bearer(asyncio.run(create()))
 
 
 def apps(kafka: str, database_url: str, ports: dict[str, int]) -> dict[str, FastAPI]:
@@ -104,6 +150,7 @@ def stack(postgres_server, tmp_path_factory) -> Iterator[Stack]:
     broker.start()
     try:
         running = Stack(broker.bootstrap_servers, fresh_database(postgres_server))
+        running.credentials = demo.ensure(running.database_url, tmp_path_factory.mktemp("fuzz-auth") / demo.FILE)
         ports = {name: free_port() for name in (*SERVICES, "smtp")}
         with ExitStack() as servers:
             for name, app in apps(running.kafka, running.database_url, ports).items():

@@ -1,4 +1,6 @@
-"""The auditors' API over HTTP, on a real Postgres migrated to head and seeded with known referrals.
+"""The auditors' API over HTTP, on a real Postgres migrated to head and seeded with known referrals,
+read by the demo identities: auditors read everything, an agency only its own referrals, and
+oversight alone the record of queries.
 
 Expected figures are computed from the seed's own rows in plain Python (tests/seed.py), never by SQL.
 """
@@ -19,14 +21,16 @@ from sqlalchemy import text
 
 from services.outcomes import api, auditors, exports, queries_log
 from services.outcomes.search import Filters
-from shared import db
+from shared import auth, db
+from shared.auth import Authenticator, Role, demo, keys
 from tests import seed
-from tests.support import serving
+from tests.support import bearer, serving
 
-ALICE = {"X-Actor": "user:alice"}
 PERIOD = {"from": "2020-01-01", "to": "2020-06-01"}
 NCA_SET, BULK = seed.nca_set(), seed.bulk_set(5000)
 ACTIONS = ("removed", "restricted", "rejected", "pending")
+NCAS = [r for r in NCA_SET if r["agency"] == "NCA"]
+EUROPOLS = [r["referral_id"] for r in NCA_SET if r["agency"] == "Europol"]
 
 
 @pytest.fixture(scope="module")
@@ -35,50 +39,75 @@ def nca_database(postgres_server) -> str:
 
 
 @pytest.fixture(scope="module")
+def nca_credentials(nca_database, tmp_path_factory) -> dict:
+    """The demo identities in the NCA set's database (its agency NCA is the seed's)."""
+    return demo.ensure(nca_database, tmp_path_factory.mktemp("nca-credentials") / demo.FILE)
+
+
+@pytest.fixture(scope="module")
 def bulk_database(postgres_server) -> str:
     return asyncio.run(seed.migrated(seed.fresh_database(postgres_server), BULK))
 
 
+@pytest.fixture(scope="module")
+def bulk_credentials(bulk_database, tmp_path_factory) -> dict:
+    return demo.ensure(bulk_database, tmp_path_factory.mktemp("bulk-credentials") / demo.FILE)
+
+
+def signed_in(credentials: dict, who: str) -> dict[str, str]:
+    """The headers of a demo identity: an agency (NCA, BorderForce) or a person's role (auditor, oversight...)."""
+    return bearer(credentials["agencies"][who]["token"] if who in credentials["agencies"] else credentials[who]["token"])
+
+
 def auditor_app(database_url: str) -> FastAPI:
-    """The routes as app.py is to wire them: the auditors' first, so /{referral_id} cannot shadow theirs."""
+    """The routes as app.py wires them, its authenticator included, without a broker: the auditors'
+    first, so /{referral_id} cannot shadow theirs."""
     engine = db.make_engine(database_url)
+    export_engine = db.make_engine(database_url, pool_size=2, max_overflow=0, statement_timeout_s=300)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         await engine.dispose()
+        await export_engine.dispose()
 
     app = FastAPI(title="auditors under test", lifespan=lifespan)
-    app.state.sessions = db.make_sessions(engine)
+    app.state.sessions, app.state.export_sessions = db.make_sessions(engine), db.make_sessions(export_engine)
+    app.state.export_slots = asyncio.Semaphore(2)
     app.include_router(auditors.router)
+    app.include_router(auditors.oversight)
     app.include_router(api.router)
+    auth.secure(app, Authenticator(app.state.sessions))
     return app
 
 
 @asynccontextmanager
-async def client_of(database_url: str):
+async def client_of(database_url: str, headers: dict[str, str]):
     async with serving(auditor_app(database_url)) as url, \
-            httpx.AsyncClient(base_url=url, headers=ALICE, timeout=60) as client:
+            httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
         yield client
 
 
 @pytest.fixture
-async def nca(nca_database):
-    async with client_of(nca_database) as client:
+async def nca(nca_database, nca_credentials):
+    """A client of the NCA set, signed in as the demo auditor."""
+    async with client_of(nca_database, signed_in(nca_credentials, "auditor")) as client:
         yield client
 
 
 @pytest.fixture
-async def bulk(bulk_database):
-    async with client_of(bulk_database) as client:
+async def bulk(bulk_database, bulk_credentials):
+    """A client of the bulk set, signed in as the demo auditor."""
+    async with client_of(bulk_database, signed_in(bulk_credentials, "auditor")) as client:
         yield client
 
 
-async def walk(client: httpx.AsyncClient, limit: int, **filters) -> list[list[str]]:
+async def walk(client: httpx.AsyncClient, limit: int, headers: dict[str, str] | None = None,
+               **filters) -> list[list[str]]:
     """Every page of a search, following next_cursor: the referral ids on each page."""
     pages, params = [], {**filters, "limit": limit}
     while True:
-        response = await client.get("/v1/referrals", params=params)
+        response = await client.get("/v1/referrals", params=params, headers=headers)
         assert response.status_code == 200, response.text
         pages.append([item["referral_id"] for item in response.json()["items"]])
         if response.json()["next_cursor"] is None:
@@ -156,8 +185,9 @@ async def test_each_filter_finds_exactly_the_referrals_it_describes(nca, case):
     ("/v1/reports/dsa-article-22", {"from": "last year"}, "from"),
     ("/v1/auditor-queries", {"cursor": "x"}, "cursor"),
 ])
-async def test_a_parameter_that_cannot_be_used_gets_422_naming_it(nca, route, params, param):
-    response = await nca.get(route, params=params)
+async def test_a_parameter_that_cannot_be_used_gets_422_naming_it(nca, nca_credentials, route, params, param):
+    oversight = signed_in(nca_credentials, "oversight") if route == "/v1/auditor-queries" else None
+    response = await nca.get(route, params=params, headers=oversight)
 
     assert response.status_code == 422
     assert param in [error["loc"][-1] for error in response.json()["detail"]]
@@ -173,17 +203,25 @@ async def recorded(database_url: str) -> list[dict]:
         await engine.dispose()
 
 
-@pytest.mark.parametrize("route", ["/v1/referrals", "/v1/referrals/export.csv", "/v1/referrals/export.ndjson",
-                                   "/v1/reports/attrition", "/v1/reports/attrition.csv", "/v1/reports/dsa-article-22",
-                                   "/v1/reports/dsa-article-22.csv", "/v1/auditor-queries"])
-async def test_every_auditor_route_refuses_a_request_that_does_not_say_who_asks(nca, nca_database, route):
+READ_ROUTES = ["/v1/referrals", "/v1/referrals/export.csv", "/v1/referrals/export.ndjson", "/v1/reports/attrition",
+               "/v1/reports/attrition.csv", "/v1/reports/dsa-article-22", "/v1/reports/dsa-article-22.csv"]
+
+
+@pytest.mark.parametrize("route", [*READ_ROUTES, "/v1/auditor-queries", f"/v1/referrals/{EUROPOLS[0]}"])
+async def test_every_auditor_route_refuses_a_request_that_does_not_prove_who_asks(nca, nca_database, nca_credentials,
+                                                                                   route):
     before = await recorded(nca_database)
     async with httpx.AsyncClient(base_url=nca.base_url) as anonymous:
         missing = await anonymous.get(route)
-        malformed = [await anonymous.get(route, headers={"X-Actor": actor}) for actor in ("alice", "user:", "")]
+        unproven = [await anonymous.get(route, headers={"Authorization": value}) for value in (
+            "Bearer", "Basic YWxpY2U6c2VjcmV0", "Bearer not-a-token", "Bearer td_000000000000_" + "a" * 43)]
+        claimed = await anonymous.get(route, headers={"X-Actor": "user:alice"})
+        operator = await anonymous.get(route, headers=signed_in(nca_credentials, "operator"))
 
-    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["header", "X-Actor"]
-    assert [r.status_code for r in malformed] == [422, 422, 422]
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert [r.status_code for r in unproven] == [401] * 4
+    assert claimed.status_code == 401, "an X-Actor header proves nothing"
+    assert operator.status_code == 403, "an operator reads nothing here"
     assert await recorded(nca_database) == before
 
 
@@ -293,17 +331,37 @@ def detail_lines(article_22_csv: str) -> list[list[str]]:
     return [line for line in list(csv.reader(io.StringIO(article_22_csv, newline="")))[1:] if "all" not in line]
 
 
-async def test_every_auditor_query_is_recorded_with_who_asked_what_when_and_how_many_rows(database_url):
+async def auditors_named(database_url: str, *names: str) -> dict[str, str]:
+    """An auditor's API key for each person named: name -> token."""
+    engine = db.make_engine(database_url)
+    try:
+        async with db.make_sessions(engine)() as session, session.begin():
+            return {name: (await keys.create(session, Role.auditor, name, None, "test")).token for name in names}
+    finally:
+        await engine.dispose()
+
+
+def key_of(token: str) -> str:
+    """The credential a token's queries are recorded with."""
+    key_id, _ = keys.parse(token)
+    return f"key:{key_id}"
+
+
+async def test_every_auditor_query_is_recorded_with_who_asked_what_when_and_how_many_rows(database_url, credentials):
     await seed.migrated(database_url, seed.europol_x())
+    tokens = {f"user:{name}": token for name, token in (await auditors_named(database_url, "alice", "bob", "carol")).items()}
+    tokens["agency:NCA"] = credentials["agencies"]["NCA"]["token"]
     asks = [("user:alice", "/v1/referrals", {"platform": "x", "limit": "10"}),
             ("user:bob", "/v1/referrals/export.csv", {"status": "expired"}),
             ("user:bob", "/v1/referrals/export.ndjson", {}),
             ("user:alice", "/v1/reports/attrition", {"from": "2020-01-01", "group_by": "month"}),
             ("user:carol", "/v1/reports/dsa-article-22.csv", {"platform": ["x", "x"]}),
+            ("agency:NCA", "/v1/referrals", {"platform": "x"}),
             ("user:alice", "/v1/reports/dsa-article-22", {})]
     started = datetime.now(UTC)
-    async with client_of(database_url) as client:
-        answers = [await client.get(route, params=params, headers={"X-Actor": actor}) for actor, route, params in asks]
+    async with client_of(database_url, bearer(credentials["oversight"]["token"])) as client:
+        answers = [await client.get(route, params=params, headers=bearer(tokens[actor]))
+                   for actor, route, params in asks]
         pages = [(await client.get("/v1/auditor-queries", params={"limit": 4})).json()]
         pages.append((await client.get("/v1/auditor-queries", params={"limit": 4, "cursor": pages[0]["next_cursor"]})
                       ).json())
@@ -311,14 +369,16 @@ async def test_every_auditor_query_is_recorded_with_who_asked_what_when_and_how_
 
     assert [a.status_code for a in answers] == [200] * len(asks) and pages[1]["next_cursor"] is None
     listed = [q for page in pages for q in page["items"]]
-    assert [(q["actor"], q["route"], q["params"]) for q in listed] == [(a, r, p) for a, r, p in reversed(asks)]
+    assert [(q["actor"], q["credential"], q["route"], q["params"]) for q in listed] == [
+        (a, key_of(tokens[a]), r, p) for a, r, p in reversed(asks)]
     assert [q["rows"] for q in reversed(listed)] == [
-        10, None, None, len(answers[3].json()["rows"]), len(detail_lines(answers[4].text)),
-        len(answers[5].json()["rows"])]
+        10, None, None, len(answers[3].json()["rows"]), len(detail_lines(answers[4].text)), 0,
+        len(answers[6].json()["rows"])]
     assert all(started <= at(q["at"]) <= datetime.now(UTC) for q in listed)
     assert [q["route"] for q in bobs["items"]] == ["/v1/referrals/export.ndjson", "/v1/referrals/export.csv"]
     log = await recorded(database_url)
-    assert [(q["actor"], q["route"]) for q in log[len(asks):]] == [("user:alice", "/v1/auditor-queries")] * 3
+    assert [(q["actor"], q["credential"], q["route"]) for q in log[len(asks):]] == [
+        ("user:demo-oversight", key_of(credentials["oversight"]["token"]), "/v1/auditor-queries")] * 3
 
 
 async def test_the_record_of_auditor_queries_can_be_added_to_but_never_changed(database_url):
@@ -326,8 +386,8 @@ async def test_the_record_of_auditor_queries_can_be_added_to_but_never_changed(d
     engine = db.make_engine(database_url)
     try:
         async with db.make_sessions(engine)() as session:
-            query_id = await queries_log.record(session, "user:alice", "/v1/referrals/{referral_id}",
-                                                {"referral_id": str(uuid.uuid4())}, 1)
+            query_id = await queries_log.record(session, "user:alice", "key:0123456789ab",
+                                                "/v1/referrals/{referral_id}", {"referral_id": str(uuid.uuid4())}, 1)
             await session.commit()
         for change in ("UPDATE outcomes.auditor_queries SET rows = 0", "DELETE FROM outcomes.auditor_queries",
                        "TRUNCATE outcomes.auditor_queries"):
@@ -337,4 +397,96 @@ async def test_the_record_of_auditor_queries_can_be_added_to_but_never_changed(d
     finally:
         await engine.dispose()
 
-    assert [(q["id"], q["actor"], q["rows"]) for q in await recorded(database_url)] == [(query_id, "user:alice", 1)]
+    assert [(q["id"], q["actor"], q["credential"], q["rows"]) for q in await recorded(database_url)] == [
+        (query_id, "user:alice", "key:0123456789ab", 1)]
+
+
+def ids(pages: list[list[str]]) -> list[str]:
+    return [rid for page in pages for rid in page]
+
+
+async def exported(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The referral ids of the CSV and of the NDJSON export, as a caller gets them."""
+    as_csv = await client.get("/v1/referrals/export.csv", headers=headers)
+    as_ndjson = await client.get("/v1/referrals/export.ndjson", headers=headers)
+    assert (as_csv.status_code, as_ndjson.status_code) == (200, 200)
+    return ([r["referral_id"] for r in csv.DictReader(io.StringIO(as_csv.text, newline=""))],
+            [json.loads(line)["referral_id"] for line in as_ndjson.text.splitlines() if line])
+
+
+async def test_an_agencys_search_exports_and_reports_hold_its_own_referrals_and_no_other_agencys(nca, nca_credentials):
+    as_nca = signed_in(nca_credentials, "NCA")
+
+    searched = ids(await walk(nca, 500, headers=as_nca))
+    by_platform = ids(await walk(nca, 500, headers=as_nca, platform="x"))
+    as_csv, as_ndjson = await exported(nca, as_nca)
+    attrition = (await nca.get("/v1/reports/attrition", params=PERIOD, headers=as_nca)).json()
+    article_22 = (await nca.get("/v1/reports/dsa-article-22", params=PERIOD, headers=as_nca)).json()
+    article_22_csv = await nca.get("/v1/reports/dsa-article-22.csv", params=PERIOD, headers=as_nca)
+
+    assert searched == as_csv == as_ndjson == page_order(NCAS)
+    assert by_platform == [], "Europol's referrals to x are not the NCA's"
+    assert attrition["agency"] == "NCA"
+    assert attrition["rows"] == seed.expected_attrition(in_scope(agency="NCA"), by_month=False)
+    assert (article_22["notices"], article_22["by_platform"]) == (1200, {"facebook": 700, "youtube": 500})
+    assert {line[0] for line in detail_lines(article_22_csv.text)} == {"facebook", "youtube"}
+
+
+async def test_an_agency_without_referrals_finds_none_of_other_agencies(nca, nca_credentials):
+    as_border_force = signed_in(nca_credentials, "BorderForce")
+
+    searched = ids(await walk(nca, 500, headers=as_border_force))
+    as_csv, as_ndjson = await exported(nca, as_border_force)
+    attrition = (await nca.get("/v1/reports/attrition", params=PERIOD, headers=as_border_force)).json()
+    article_22 = (await nca.get("/v1/reports/dsa-article-22", params=PERIOD, headers=as_border_force)).json()
+    nca_referral = await nca.get(f"/v1/referrals/{NCAS[0]['referral_id']}", headers=as_border_force)
+
+    assert searched == as_csv == as_ndjson == []
+    assert attrition["rows"] == seed.expected_attrition([], by_month=False)
+    assert (article_22["notices"], article_22["not_delivered"]) == (0, 0)
+    assert nca_referral.status_code == 404
+
+
+@pytest.mark.parametrize("route", READ_ROUTES)
+async def test_an_agency_asking_for_another_agency_is_refused_and_for_its_own_is_answered(nca, nca_credentials, route):
+    as_nca = signed_in(nca_credentials, "NCA")
+
+    other = await nca.get(route, params={**PERIOD, "agency": "Europol"}, headers=as_nca)
+    own = await nca.get(route, params={**PERIOD, "agency": "NCA"}, headers=as_nca)
+
+    assert other.status_code == 403 and other.json() == {"detail": "an agency reads only its own referrals"}
+    assert own.status_code == 200
+
+
+async def test_another_agencys_referral_is_not_found_by_an_agency_and_the_query_is_recorded_under_it(
+        nca, nca_database, nca_credentials):
+    as_nca = signed_in(nca_credentials, "NCA")
+    europol, own = EUROPOLS[0], NCAS[0]["referral_id"]
+
+    by_auditor = await nca.get(f"/v1/referrals/{europol}")
+    own_read = await nca.get(f"/v1/referrals/{own}", headers=as_nca)
+    by_nca = await nca.get(f"/v1/referrals/{europol}", headers=as_nca)
+    last = (await recorded(nca_database))[-1]
+
+    assert (by_auditor.status_code, own_read.status_code) == (200, 200)
+    assert by_auditor.json()["agency"] == "Europol" and own_read.json()["agency"] == "NCA"
+    assert by_nca.status_code == 404 and by_nca.json() == {"detail": f"no referral {europol}"}, "as if it did not exist"
+    assert (last["actor"], last["credential"], last["route"], last["rows"]) == (
+        "agency:NCA", key_of(nca_credentials["agencies"]["NCA"]["token"]), "/v1/referrals/{referral_id}", 0)
+
+
+async def test_an_auditor_sees_every_agencys_referrals(nca):
+    everyone = ids(await walk(nca, 500))
+    europol = ids(await walk(nca, 500, agency="Europol"))
+    as_csv, as_ndjson = await exported(nca, {})
+
+    assert everyone == as_csv == as_ndjson == page_order(NCA_SET)
+    assert {"NCA", "Europol"} <= {r["agency"] for r in NCA_SET}
+    assert europol == page_order([r for r in NCA_SET if r["agency"] == "Europol"]) != []
+
+
+async def test_only_oversight_reads_the_record_of_queries(nca, nca_credentials):
+    answers = {who: (await nca.get("/v1/auditor-queries", headers=signed_in(nca_credentials, who))).status_code
+               for who in ("auditor", "NCA", "operator", "oversight")}
+
+    assert answers == {"auditor": 403, "NCA": 403, "operator": 403, "oversight": 200}

@@ -21,7 +21,7 @@ from shared.events import (Category, Event, InformationSupplied, Outcome, Platfo
                            ReferralSubmitted, TakedownDecided, TakedownInformationRequested, Visibility, to_kafka)
 from shared.fetch import FetchSettings, GuardedFetcher
 from shared.kafka import make_broker, publish_event
-from tests.support import TopicReader, eventually, headers_of, produce, serving
+from tests.support import TopicReader, bearer, eventually, headers_of, produce, serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,8 +83,10 @@ def ts(value: str) -> datetime:
 
 
 @contextlib.asynccontextmanager
-async def outcomes(settings: OutcomesSettings):
-    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
+async def outcomes(settings: OutcomesSettings, credentials: dict):
+    """Outcomes served, and a client of it signed in as the demo auditor."""
+    async with serving(create_app(settings)) as url, \
+            httpx.AsyncClient(base_url=url, headers=bearer(credentials["auditor"]["token"])) as client:
         yield client
 
 
@@ -101,16 +103,16 @@ def quick(settings_env: dict, **overrides) -> OutcomesSettings:
 
 
 async def test_a_referral_past_its_deadline_is_overdue_then_expires_each_recorded_once_across_a_restart_and_two_instances(
-        settings_env, kafka):
+        settings_env, kafka, credentials):
     settings = quick(settings_env, deadline_overrides={"terrorism/facebook": 1 * SECOND}, expire_after_factor=5)
     rid, now = uuid4(), datetime.now(UTC)
-    async with outcomes(settings) as client:
+    async with outcomes(settings, credentials) as client:
         await publish(kafka, submitted(rid, now, Category.terrorism), dispatched(rid, now + timedelta(seconds=0.01)))
         overdue = await referral_when(client, rid, lambda b: b["overdue"], "the referral overdue")
     assert overdue["status"] == "dispatched" and ts(overdue["deadline"]) == now + timedelta(seconds=1)
     assert types(overdue).count("referral.overdue") == 1
 
-    async with outcomes(settings) as first, outcomes(settings):
+    async with outcomes(settings, credentials) as first, outcomes(settings, credentials):
         expired = await referral_when(first, rid, lambda b: b["status"] == "expired", "the referral expired")
     assert types(expired) == ["referral.submitted", "referral.dispatched", "referral.overdue", "referral.expired"]
     assert {h["actor"] for h in expired["history"][2:]} == {"service:outcomes"}
@@ -121,11 +123,11 @@ async def test_a_referral_past_its_deadline_is_overdue_then_expires_each_recorde
     assert ids == {(h["event_type"], h["event_id"]) for h in expired["history"][2:]}
 
 
-async def test_the_same_overdue_published_by_two_schedulers_at_once_is_recorded_once(settings_env, kafka):
+async def test_the_same_overdue_published_by_two_schedulers_at_once_is_recorded_once(settings_env, kafka, credentials):
     settings = quick(settings_env, scheduler_tick_s=3600, deadline_overrides={"terrorism/facebook": 0.5 * SECOND},
                      expire_after_factor=1000)
     rid, then = uuid4(), datetime.now(UTC) - timedelta(seconds=1)  # its deadline has passed
-    async with outcomes(settings) as client:  # its own scheduler ticked once at start, before these events
+    async with outcomes(settings, credentials) as client:  # its own scheduler ticked once at start, before these events
         await publish(kafka, submitted(rid, then, Category.terrorism), dispatched(rid, then))
         await referral_when(client, rid, lambda b: len(b["history"]) == 2, "the referral dispatched")
         engine = db.make_engine(settings.database_url)
@@ -151,11 +153,11 @@ async def test_the_same_overdue_published_by_two_schedulers_at_once_is_recorded_
 
 
 async def test_a_referral_whose_platform_asked_for_information_is_not_overdue_until_the_agency_answers(
-        settings_env, kafka):
+        settings_env, kafka, credentials):
     settings = quick(settings_env, deadline_overrides={"people_smuggling/facebook": 2 * SECOND}, expire_after_factor=2)
     waiting, control, now = uuid4(), uuid4(), datetime.now(UTC)
     question_at = now + timedelta(seconds=0.2)
-    async with outcomes(settings) as client:
+    async with outcomes(settings, credentials) as client:
         await publish(kafka, submitted(waiting, now, Category.people_smuggling), dispatched(waiting, now),
                       asked(waiting, question_at), submitted(control, now, Category.people_smuggling),
                       dispatched(control, now))
@@ -172,7 +174,7 @@ async def test_a_referral_whose_platform_asked_for_information_is_not_overdue_un
 
 
 async def test_removed_content_is_checked_still_down_twice_then_reopens_the_referral_when_it_reappears(
-        settings_env, kafka):
+        settings_env, kafka, credentials):
     async with serving(create_sandbox(SandboxSettings(sandbox_policy="removed=1", sandbox_decision_delay_s=0,
                                                       sandbox_seed="tests"))) as sandbox_url, \
             httpx.AsyncClient(base_url=sandbox_url) as sandbox:
@@ -185,7 +187,7 @@ async def test_removed_content_is_checked_still_down_twice_then_reopens_the_refe
 
         settings = quick(settings_env, stays_down_checks_s=[0.2, 0.4, 3.0],
                          content_check_url=f"{sandbox_url}/content?url={{url}}", fetch_allow=[host_port(sandbox_url)])
-        async with outcomes(settings) as client:
+        async with outcomes(settings, credentials) as client:
             now = datetime.now(UTC)
             await publish(kafka, submitted(rid, now - timedelta(hours=1), Category.fraud, Platform.youtube, url),
                           dispatched(rid, now - timedelta(minutes=59), Platform.youtube),

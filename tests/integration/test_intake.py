@@ -13,6 +13,7 @@ from services.intake.app import MIGRATIONS, create_app
 from services.intake.config import IntakeSettings
 from services.intake.db import SCHEMA
 from shared import db, topics
+from shared.auth import keys
 from shared.events import from_kafka
 from shared.auth.records import signed_headers
 from tests.support import (TopicReader, bearer, create_signing_secrets, headers_of, produce, produce_signed,
@@ -73,6 +74,29 @@ async def test_the_same_idempotency_key_from_the_same_agency_returns_the_first_r
         sentinel = (await intake.post("/v1/referrals", json=submission())).json()["referral_id"]
         records = await reader.wait_for(lambda rs: sentinel in submitted_ids(rs))
     assert sorted(submitted_ids(records)) == sorted([first["referral_id"], other_agency["referral_id"], sentinel])
+
+
+async def test_a_referral_is_made_for_the_callers_agency_and_one_naming_another_is_refused(intake, kafka, credentials):
+    without_agency = await intake.post("/v1/referrals", json=submission(agency=None, url="https://x.com/mine"))
+    naming_another = await intake.post("/v1/referrals", json=submission(agency="BorderForce"))
+    batch_naming_another = await intake.post("/v1/referrals/batch", json={"referrals": [
+        submission(url="https://x.com/fine"), submission(agency="BorderForce", url="https://x.com/theirs")]})
+    by_an_auditor = await intake.post("/v1/referrals", json=submission(agency=None),
+                                      headers=bearer(credentials["auditor"]["token"]))
+    async with httpx.AsyncClient(base_url=intake.base_url) as anonymous:
+        by_nobody = await anonymous.post("/v1/referrals", json=submission())
+    async with TopicReader(kafka, topics.REFERRALS_SUBMITTED) as reader:
+        [record] = await reader.wait_for(lambda rs: len(rs) >= 1)
+        sentinel = (await intake.post("/v1/referrals", json=submission(url="https://x.com/last"))).json()
+        records = await reader.wait_for(lambda rs: sentinel["referral_id"] in submitted_ids(rs))
+
+    assert without_agency.status_code == 202
+    assert (naming_another.status_code, batch_naming_another.status_code) == (403, 403)
+    assert (by_an_auditor.status_code, by_nobody.status_code) == (403, 401)
+    assert submitted_ids(records) == [without_agency.json()["referral_id"], sentinel["referral_id"]]
+    nca_key, _ = keys.parse(credentials["agencies"]["NCA"]["token"])
+    assert json.loads(record.value)["agency"] == "NCA"
+    assert (headers_of(record)["ce_actor"], headers_of(record)["ce_credential"]) == ("agency:NCA", f"key:{nca_key}")
 
 
 async def test_bad_input_gets_422_naming_each_bad_field(intake):

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.outcomes.app import create_app
 from services.outcomes.config import OutcomesSettings
 from shared import topics
+from shared.auth import keys
 from shared.events import (NoActionReason, Category, Event, Outcome, Platform, ReferralDispatched, ReferralDispatchFailed,
                            ReferralSubmitted, TakedownDecided, to_kafka)
-from tests.support import TopicReader, eventually, headers_of, produce, serving
+from tests.support import TopicReader, bearer, eventually, headers_of, produce, serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,11 +84,11 @@ async def audit_rows(database_url: str, event_id: UUID | None = None) -> int:
 
 
 @pytest.fixture
-async def outcomes(settings_env):
-    """Outcomes without its scheduler: these tests' events are dated long past any deadline, and
-    deadlines and stays-down checks have tests of their own (test_deadlines_and_checks.py)."""
+async def outcomes(settings_env, credentials):
+    """Outcomes without its scheduler, read by an auditor: these tests' events are dated long past any
+    deadline, and deadlines and stays-down checks have tests of their own (test_deadlines_and_checks.py)."""
     async with serving(create_app(OutcomesSettings(**settings_env, scheduler_enabled=False))) as url:
-        async with httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
+        async with httpx.AsyncClient(base_url=url, headers=bearer(credentials["auditor"]["token"])) as client:
             yield client
 
 
@@ -286,16 +287,16 @@ async def test_a_record_that_is_not_a_valid_event_is_dead_lettered_and_consumpti
 
 
 async def test_the_audit_trail_survives_a_restart_and_the_new_instance_appends_to_it(settings_env, kafka,
-                                                                                      database_url):
+                                                                                      database_url, credentials):
     rid = uuid4()
     events = [submitted(rid), dispatched(rid), decided(rid)]
     async with serving(create_app(OutcomesSettings(**settings_env, scheduler_enabled=False))) as url:
-        async with httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
+        async with httpx.AsyncClient(base_url=url, headers=bearer(credentials["auditor"]["token"])) as client:
             await publish(kafka, *events[:2])
             before = await referral_when(client, rid, history_of(2), "two events recorded")
 
     async with serving(create_app(OutcomesSettings(**settings_env, scheduler_enabled=False))) as url:
-        async with httpx.AsyncClient(base_url=url, headers={"X-Actor": "user:auditor"}) as client:
+        async with httpx.AsyncClient(base_url=url, headers=bearer(credentials["auditor"]["token"])) as client:
             restarted = (await client.get(f"/v1/referrals/{rid}")).json()
             await publish(kafka, events[2])
             after = await referral_when(client, rid, history_of(3), "the decision recorded after the restart")
@@ -308,18 +309,22 @@ async def test_the_audit_trail_survives_a_restart_and_the_new_instance_appends_t
         assert await audit_rows(database_url, event.id) == 1
 
 
-async def test_the_outcomes_app_serves_exports_and_reports_and_asks_every_auditor_who_they_are(outcomes, kafka):
+async def test_the_outcomes_app_serves_exports_and_reports_and_asks_every_auditor_who_they_are(
+        outcomes, kafka, credentials):
     rid = uuid4()
     await publish(kafka, submitted(rid), dispatched(rid), decided(rid))
     await referral_when(outcomes, rid, history_of(3), "three events recorded")
 
     export = await outcomes.get("/v1/referrals/export.csv")
     report = await outcomes.get("/v1/reports/attrition", params={"from": "2020-01-01", "to": "2030-01-01"})
-    anonymous = await outcomes.get(f"/v1/referrals/{rid}", headers={"X-Actor": ""})
-    asked = await outcomes.get("/v1/auditor-queries")
+    async with httpx.AsyncClient(base_url=outcomes.base_url) as anonymous_client:
+        anonymous = await anonymous_client.get(f"/v1/referrals/{rid}")
+    unknown = await outcomes.get(f"/v1/referrals/{rid}", headers=bearer("td_000000000000_" + "x" * 43))
+    asked = await outcomes.get("/v1/auditor-queries", headers=bearer(credentials["oversight"]["token"]))
 
     assert export.status_code == 200 and str(rid) in export.text
     assert report.status_code == 200
-    assert anonymous.status_code == 422
-    assert any(q["route"] == "/v1/referrals/{referral_id}" and q["actor"] == "user:auditor"
-               for q in asked.json()["items"])
+    assert (anonymous.status_code, unknown.status_code) == (401, 401)
+    auditor_key, _ = keys.parse(credentials["auditor"]["token"])
+    assert any(q["route"] == "/v1/referrals/{referral_id}" and q["actor"] == "user:demo-auditor"
+               and q["credential"] == f"key:{auditor_key}" for q in asked.json()["items"])
