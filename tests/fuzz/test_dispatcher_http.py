@@ -21,7 +21,6 @@ from tests.fuzz.payloads import (FUZZ, assert_clear_refusal, depths, json_header
 
 PLATFORMS = ["facebook", "instagram", "youtube", "x", "tiktok", "telegram", "other", "myspace", "%00", "a" * 300]
 SIGNED = ("facebook", "other")
-OPERATOR = {"X-Actor": "user:fuzz"}
 DECISION = {"visibility": ["content_removed"], "ground": "illegal_content", "decided_at": "2026-11-22T10:00:00Z"}
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | looking_like_attacks(),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
@@ -31,14 +30,15 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 @pytest.fixture(scope="module")
 def dispatcher(stack):
     with stack.client("dispatcher") as client:
+        client.operator = stack.headers("operator")  # the manual answers' identity; callbacks carry none
         yield client
 
 
 @pytest.fixture(scope="module")
 def ticket(stack) -> str:
     """The ticket of a referral reported by e-mail: an operator records its answer by hand."""
-    with stack.client("intake") as intake, stack.client("outcomes", headers={"X-Actor": "user:fuzz"}) as outcomes:
-        response = intake.post("/v1/referrals", json={"agency": "NCA", "url": "https://t.me/fuzz_channel",
+    with stack.client("intake") as intake, stack.client("outcomes") as outcomes:
+        response = intake.post("/v1/referrals", json={"url": "https://t.me/fuzz_channel",
                                                       "category": "people_smuggling"})
         assert response.status_code == 202, response.text
         path = f"/v1/referrals/{response.json()['referral_id']}"
@@ -103,7 +103,7 @@ def test_an_operators_answer_in_any_shape_is_recorded_or_refused_never_a_5xx(dis
     @FUZZ
     @given(envelope=envelope)
     def any_shape(envelope):
-        response = dispatcher.post(f"/v1/tickets/telegram/{ticket}/answer", json=envelope, headers=OPERATOR)
+        response = dispatcher.post(f"/v1/tickets/telegram/{ticket}/answer", json=envelope, headers=dispatcher.operator)
         if response.status_code != 202:
             assert_clear_refusal(response, 422)
 
@@ -119,7 +119,7 @@ def test_text_postgres_cannot_store_in_an_answer_gets_422(dispatcher, ticket, te
               {"information_request": {"question": "\ue000", "requested_at": "2026-11-22T10:00:00Z"}})
     body = json.dumps(answer).replace("\\ue000", text)
     response = dispatcher.post(f"/v1/tickets/telegram/{ticket}/answer", content=body,
-                               headers=json_headers(**OPERATOR))
+                               headers=json_headers(**dispatcher.operator))
     assert field in str(assert_clear_refusal(response, 422))
 
 
@@ -132,7 +132,7 @@ def test_odd_ticket_ids_and_platforms_in_the_path_get_a_clear_4xx(dispatcher):
     def odd_path(platform, ticket_id):
         ticket_id = ticket_id or "%20"
         response = dispatcher.post(f"/v1/tickets/{platform}/{ticket_id}/answer", json={"decision": DECISION},
-                                   headers=OPERATOR)
+                                   headers=dispatcher.operator)
         assert_clear_refusal(response, 404, 409, 422)  # 409: a platform that answers through its API
 
     odd_path()
@@ -153,5 +153,5 @@ def test_a_signed_callback_too_deep_to_parse_or_naming_an_unstorable_ticket_is_r
 @pytest.mark.parametrize("ticket_id", ["%00", "a%00b"])
 def test_a_ticket_id_with_a_nul_character_gets_422_naming_it(dispatcher, ticket_id):
     response = dispatcher.post(f"/v1/tickets/telegram/{ticket_id}/answer", json={"decision": DECISION},
-                               headers=OPERATOR)
+                               headers=dispatcher.operator)
     assert ["path", "ticket_id"] in [e["loc"] for e in assert_clear_refusal(response, 422)]

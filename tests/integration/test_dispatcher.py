@@ -16,7 +16,7 @@ from shared import topics
 from shared.embedded import free_port
 from shared.events import Event, Platform, from_kafka, to_kafka
 from tests.fakes import SIGNATURE, FakeAdapter, referral
-from tests.support import TopicReader, eventually, headers_of, produce, serving
+from tests.support import TopicReader, bearer, eventually, headers_of, produce, serving
 
 FAST = {"delivery_backoff_base_s": 0.05, "breaker_failures": 2, "breaker_reset_s": 0.2,
         "breaker_max_reset_s": 0.5, "poll_tick_s": 0.05}
@@ -190,7 +190,7 @@ async def test_a_signed_callback_for_a_ticket_we_hold_is_published_and_others_ar
     assert decided.data.no_action_reason == "no_violation" and decided.referral_id == ref.referral_id
 
 
-async def test_an_operator_records_an_answer_given_by_e_mail_under_their_own_name(settings_env, kafka):
+async def test_an_operator_records_an_answer_given_by_e_mail_under_their_own_name(settings_env, kafka, credentials):
     ref = referral(Platform.telegram)
     adapter = FakeAdapter("mail", (Platform.telegram,), decisions=DecisionMode.manual)
     decision = {"decision": {"visibility": ["content_removed"], "ground": "illegal_content",
@@ -200,28 +200,33 @@ async def test_an_operator_records_an_answer_given_by_e_mail_under_their_own_nam
         [dispatched] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
         path = f"/v1/tickets/telegram/{dispatched.data.ticket_id}/answer"
 
-        anonymous = await api.post(path, json=decision)
-        malformed = await api.post(path, json={"decision": {"visibility": ["vanished"]}}, headers={"X-Actor": "user:alice"})
-        unknown = await api.post("/v1/tickets/telegram/nope/answer", json=decision, headers={"X-Actor": "user:alice"})
-        recorded = await api.post(path, json=decision, headers={"X-Actor": "user:alice"})
+        operator = bearer(credentials["operator"]["token"])
+        anonymous = await api.post(path, json=decision, headers={"X-Actor": "user:alice"})
+        auditor = await api.post(path, json=decision, headers=bearer(credentials["auditor"]["token"]))
+        malformed = await api.post(path, json={"decision": {"visibility": ["vanished"]}}, headers=operator)
+        unknown = await api.post("/v1/tickets/telegram/nope/answer", json=decision, headers=operator)
+        recorded = await api.post(path, json=decision, headers={**operator, "X-Actor": "user:mallory"})
         [decided] = await wait_for_events(kafka, topics.TAKEDOWN_DECISIONS, "takedown.decided", 1)
 
-    assert (anonymous.status_code, malformed.status_code, unknown.status_code) == (422, 422, 404)
+    assert (anonymous.status_code, auditor.status_code, malformed.status_code, unknown.status_code) == (401, 403, 422, 404)
     assert recorded.status_code == 202 and recorded.json()["recorded"] == "decision"
-    assert decided.actor == "user:alice" and decided.referral_id == ref.referral_id
+    assert decided.actor == "user:demo-operator" and decided.credential.startswith("key:")
+    assert decided.referral_id == ref.referral_id
     assert decided.data.outcome == "removed" and decided.data.platform_explanation == "channel closed"
 
 
-async def test_an_answer_by_hand_for_a_platform_that_answers_through_its_api_is_refused_with_409(settings_env, kafka):
+async def test_an_answer_by_hand_for_a_platform_that_answers_through_its_api_is_refused_with_409(
+        settings_env, kafka, credentials):
     ref = referral(Platform.facebook)
     decision = {"decision": {"visibility": ["content_removed"], "decided_at": "2026-11-22T10:00:00Z"}}
     async with running(settings_env, FakeAdapter(), FakeAdapter("mail", (Platform.telegram,),
                                                                 decisions=DecisionMode.manual)) as api:
         await submit(kafka, ref)
         [dispatched] = await wait_for_events(kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 1)
+        operator = bearer(credentials["operator"]["token"])
         refused = await api.post(f"/v1/tickets/facebook/{dispatched.data.ticket_id}/answer", json=decision,
-                                 headers={"X-Actor": "user:alice"})
-        unserved = await api.post("/v1/tickets/youtube/Y1/answer", json=decision, headers={"X-Actor": "user:alice"})
+                                 headers=operator)
+        unserved = await api.post("/v1/tickets/youtube/Y1/answer", json=decision, headers=operator)
 
     assert refused.status_code == 409
     assert refused.json()["detail"] == "facebook answers through its API; only e-mail channels take answers by hand"
