@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from services.outcomes import auditors, db
 from shared.auth import DENIED, Caller
 
-router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[Depends(auditors.recordable_query),
-                                                                 auditors.READERS],
+router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[auditors.READERS,
+                                                                 Depends(auditors.recordable_query)],
                    responses={**DENIED, 404: {"description": "No such referral, or not the caller agency's."}})
 
 

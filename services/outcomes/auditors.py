@@ -97,10 +97,11 @@ def recordable_query(request: Request) -> None:
 
 
 READERS = require(Role.auditor, Role.agency)
-router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[Depends(recordable_query), READERS],
+# The role first: an anonymous caller learns nothing, not even that a parameter is bad.
+router = APIRouter(prefix="/v1", tags=["auditors"], dependencies=[READERS, Depends(recordable_query)],
                    responses=DENIED)
-oversight = APIRouter(prefix="/v1", tags=["oversight"], dependencies=[Depends(recordable_query),
-                                                                      require(Role.oversight)], responses=DENIED)
+oversight = APIRouter(prefix="/v1", tags=["oversight"], dependencies=[require(Role.oversight),
+                                                                      Depends(recordable_query)], responses=DENIED)
 
 
 def own_agency(caller: Principal, asked: str | None) -> str | None:
@@ -169,8 +170,9 @@ def decoded(decode: Callable[[str], Any], cursor: str | None) -> Any:
 
 
 async def record(session: AsyncSession, request: Request, caller: Principal, rows: int | None) -> None:
-    """Record this request as a query made by caller; the caller commits."""
-    params = queries_log.query_params(request.query_params.multi_items())
+    """Record this request as a query made by caller, path parameters (which referral) included;
+    the caller commits."""
+    params = {**request.path_params, **queries_log.query_params(request.query_params.multi_items())}
     await queries_log.record(session, caller.actor, caller.credential, request.scope["route"].path, params, rows)
 
 

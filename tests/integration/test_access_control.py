@@ -214,3 +214,4 @@ async def test_a_token_from_the_identity_provider_is_recorded_under_its_subject_
     assert read.status_code == 200
     [entry] = [q for q in log.json()["items"] if q["route"] == "/v1/referrals/{referral_id}" and q["actor"] == "user:alice"]
     assert entry["credential"] == "oidc:https://idp.test#alice"
+    assert entry["params"] == {"referral_id": referral_id}  # which referral was read, not only the route
