@@ -275,14 +275,14 @@ class ScriptedProbe:
 
 
 async def test_a_failed_or_refused_stays_down_check_waits_instead_of_being_tried_again_every_tick(
-        settings_env, kafka):
+        settings_env, kafka, credentials):
     settings = quick(settings_env, scheduler_enabled=False, stays_down_checks_s=[0.1, 3600],
                      content_check_retry_s=60)
     failing, refused, answered = (uuid4() for _ in range(3))
     urls = {rid: f"https://youtube.com/watch?v={rid.hex}" for rid in (failing, refused, answered)}
     probe = ScriptedProbe({urls[failing]: ProbeFailed("HTTP 503"), urls[answered]: False,
                            urls[refused]: ProbeRefused("not a public address")})
-    async with outcomes(settings) as client:
+    async with outcomes(settings, credentials) as client:
         then = datetime.now(UTC) - timedelta(seconds=1)
         for rid, url in urls.items():
             await publish(kafka, submitted(rid, then - timedelta(hours=1), Category.fraud, Platform.youtube, url),
