@@ -105,9 +105,10 @@ def run_alembic_env(context) -> None:
     url, schema = cfg.attributes["url"], cfg.attributes["schema"]
 
     def do_run(connection) -> None:
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        # Serialise concurrent starts of several instances of the same service.
+        # Serialise concurrent starts of several instances (and of every service, for the shared auth
+        # schema), before CREATE SCHEMA IF NOT EXISTS, which is not safe when two run at once.
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         context.configure(
             connection=connection, version_table_schema=schema, transactional_ddl=True
         )

@@ -12,8 +12,8 @@ Hand-written because httpx has no such guard, and the libraries that have one (a
 instance) wrap requests' synchronous adapters, not httpx's async client.
 
 An explicit allow-list of host:port entries (the sandbox in development and tests) may be
-reached although not public; nothing else is exempt, and a redirect from an allowed host to
-one that is not allowed is checked like any other.
+reached although not public when the URL asked for is on it, and then only that host:port: a
+public page cannot bounce the fetch onto an allow-listed internal service by a redirect.
 """
 
 import asyncio
@@ -97,8 +97,9 @@ class GuardedFetcher:
 
     async def _follow(self, url: str) -> Fetched:
         hop = httpx.URL(url)
+        origin = self._exempt(hop)
         for _ in range(self.settings.max_redirects + 1):
-            fetched = await self._hop(hop)
+            fetched = await self._hop(hop, origin)
             location = fetched.headers.get("location")
             if fetched.status not in REDIRECTS or not location:
                 return fetched
@@ -106,8 +107,15 @@ class GuardedFetcher:
             log.debug("GET %s: redirected to %s", url, hop)
         raise Refused(f"GET {url}: more than {self.settings.max_redirects} redirects")
 
-    async def _hop(self, url: httpx.URL) -> Fetched:
-        addresses = await self._addresses(url)
+    def _exempt(self, url: httpx.URL) -> tuple[str, int] | None:
+        """The allow-listed host:port the fetch starts at, if it does: only it is exempt on later hops."""
+        if url.scheme not in PORTS:
+            return None
+        where = (netpolicy.normalise(url.raw_host.decode("ascii")), url.port or PORTS[url.scheme])
+        return where if where in self.settings.allow else None
+
+    async def _hop(self, url: httpx.URL, exempt: tuple[str, int] | None) -> Fetched:
+        addresses = await self._addresses(url, exempt)
         for address in addresses[:-1]:  # a name with several addresses: the next may answer
             try:
                 return await self._request(url, address)
@@ -115,12 +123,13 @@ class GuardedFetcher:
                 log.debug("GET %s: cannot connect to %s, trying the next address: %r", url, address, exc)
         return await self._request(url, addresses[-1])
 
-    async def _addresses(self, url: httpx.URL) -> list[str]:
-        """The addresses url's host may be reached at; raise NotPublic if any is not public."""
+    async def _addresses(self, url: httpx.URL, exempt: tuple[str, int] | None) -> list[str]:
+        """The addresses url's host may be reached at; raise NotPublic if any is not public (but
+        for the exempt host:port, the allow-listed one the fetch started at)."""
         if url.scheme not in PORTS:
             raise Refused(f"GET {url}: only http and https URLs are fetched")
         host, port = netpolicy.normalise(url.raw_host.decode("ascii")), url.port or PORTS[url.scheme]
-        allowed = (host, port) in self.settings.allow
+        allowed = exempt is not None and (host, port) == exempt
         if not allowed:
             netpolicy.check_host(host)
         literal = netpolicy.parse_address(host)

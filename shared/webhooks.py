@@ -84,14 +84,15 @@ def verify(secrets: Iterable[str], headers: Mapping[str, str], body: bytes, now:
     if not _TIMESTAMP.fullmatch(timestamp):
         raise Refused(f"malformed {TIMESTAMP}")
     signed = Signed(message_id, int(timestamp))
-    offered = [s.encode() for s in given.split()]
-    expected = [signature(s, message_id, signed.timestamp, body).encode() for s in secrets]
-    # Every pair is compared, so how long it takes says nothing about which one matched.
-    if not [True for e in expected for o in offered if hmac.compare_digest(e, o)]:
-        raise Refused("wrong signature")
+    # The time first, in whole seconds: a timestamp past any datetime's range is refused, not an error.
     age = now - signed.timestamp
     if age > tolerance_s:
         raise Refused(f"stale: signed {age:.0f} s ago, at most {tolerance_s} s allowed")
     if age < -tolerance_s:
         raise Refused(f"signed {-age:.0f} s in the future, at most {tolerance_s} s allowed")
+    offered = [s.encode() for s in given.split()]
+    expected = [signature(s, message_id, signed.timestamp, body).encode() for s in secrets]
+    # Every pair is compared, so how long it takes says nothing about which one matched.
+    if not [True for e in expected for o in offered if hmac.compare_digest(e, o)]:
+        raise Refused("wrong signature")
     return signed

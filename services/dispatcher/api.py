@@ -32,10 +32,15 @@ async def signed_by_platform(platform: str, request: Request) -> SignedCallback:
     not verify: stale, replayed on the wire, wrongly signed, or signed for another platform)."""
     try:
         slug = Platform(platform)
+    except ValueError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no platform {platform!r} takes callbacks here") from None
+    try:
         verified = _service(request).verify_callback(slug, request.headers, await request.body())
-    except (ValueError, UnknownPlatform):
+    except UnknownPlatform:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no platform {platform!r} takes callbacks here") from None
     except InvalidCallback as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"callback refused: {exc}") from None
+    except ValueError as exc:  # a signed body that does not read as an answer
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"callback refused: {exc}") from None
     request.state.principal = Principal(slug.value, frozenset({Role.platform}), f"signature:{slug.value}")
     return SignedCallback(slug, verified)

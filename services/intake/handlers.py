@@ -46,12 +46,18 @@ def register(broker: KafkaBroker, service: IntakeService, options: dict, batch_s
         batch = list(zip(msg.raw_message, msg.batch_headers, strict=True))
         known = await _secrets_of(secrets, [headers for _, headers in batch])
         good: list[tuple[Inbound, object, dict]] = []
+        now = time.time()
         for raw, headers in batch:
             try:
-                good.append((check(raw.value or b"", headers, known, appended_at(raw.timestamp, time.time()),
-                                   policy.tolerance_s), raw, headers))
+                good.append((check(raw.value or b"", headers, known, appended_at(raw.timestamp, now),
+                                   policy.tolerance_s, oldest=now - policy.replay_window_s), raw, headers))
             except Poison as exc:
                 await dead_letter(raw, headers, str(exc))
+            except Exception as exc:  # noqa: BLE001 - whatever a hostile record does, the partition moves on
+                log.warning("record %s/%s/%s could not be checked", raw.topic, raw.partition, raw.offset,
+                            exc_info=True)
+                await dead_letter(raw, headers, "unauthenticated: the record could not be checked "
+                                                f"({type(exc).__name__})")
         if good:
             await _store(service, good, dead_letter)
         if time.monotonic() >= forget_at:

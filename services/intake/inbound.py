@@ -55,11 +55,11 @@ def parse_submission(raw: bytes) -> Submission:
 
 
 def check(value: bytes, headers: Mapping[str, str], secrets: Mapping[str, Sequence[str]], appended_at: float,
-          tolerance_s: float = TOLERANCE_S) -> Inbound:
+          tolerance_s: float = TOLERANCE_S, oldest: float | None = None) -> Inbound:
     """The submission a record carries and who signed it; Poison whose message is the dead-letter
     reason if it has none: unauthenticated, not a submission, or forbidden (for another agency)."""
     try:
-        signed = verify(value, headers, secrets, appended_at, tolerance_s)
+        signed = verify(value, headers, secrets, appended_at, tolerance_s, oldest)
     except Unauthenticated as exc:
         raise Poison(str(exc)) from exc
     submission = parse_submission(value)  # only once signed: an unsigned record's reason is its signature

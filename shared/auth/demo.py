@@ -80,7 +80,8 @@ def _write(path: Path, credentials: dict) -> None:
     """Write the file readable by its owner only, replacing any old one in one step."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary.unlink(missing_ok=True)  # a stale one may have another mode, or be a link elsewhere
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(descriptor, "w") as out:
         json.dump(credentials, out, indent=2)
     os.replace(temporary, path)

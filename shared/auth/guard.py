@@ -41,7 +41,7 @@ async def authenticate(request: Request,
     principal = await request.app.state.authenticator.principal(credentials.credentials)
     if principal is None:
         raise unauthenticated("invalid, expired or revoked token")
-    request.state.principal = principal  # for access logs: who made the request
+    request.state.principal = principal  # who made the request, for middleware that logs or traces it
     return principal
 
 
@@ -81,11 +81,13 @@ def route_roles(app: FastAPI) -> dict[tuple[str, str], frozenset[Role]]:
     # FastAPI 0.16x includes routers lazily: iter_route_contexts gives each route with the
     # dependencies of the routers it was included through.
     for route in iter_route_contexts(app.routes):
+        if route.path in PUBLIC:
+            continue
         dependant = getattr(route, "dependant", None)
-        if dependant is None or route.path in PUBLIC:
-            continue  # not an API route (e.g. a mounted app): none is mounted on our services
-        for method in route.methods or ():
-            table[(method, route.path)] = frozenset(_guards(dependant))
+        # A route that cannot be inspected (a mount, a websocket) counts as unguarded: refused.
+        roles = frozenset(_guards(dependant)) if dependant is not None else frozenset()
+        for method in route.methods or ("*",):
+            table[(method, route.path)] = roles
     return table
 
 

@@ -68,7 +68,9 @@ class OidcVerifier:
 
     def __init__(self, config: OidcConfig):
         self.config = config
-        self.jwks = jwt.PyJWKClient(config.jwks_url, cache_keys=True, lifespan=300, timeout=5)
+        # The key set is cached for 5 minutes; not each key for ever (cache_keys), so a key the
+        # provider withdraws stops verifying within that time.
+        self.jwks = jwt.PyJWKClient(config.jwks_url, cache_keys=False, lifespan=300, timeout=5)
 
     async def principal(self, token: str) -> Principal | None:
         """The principal of a valid token; None for any token that does not verify."""
@@ -78,7 +80,8 @@ class OidcVerifier:
             claims = jwt.decode(token, key.key, algorithms=self.config.algorithms, audience=self.config.audience,
                                 issuer=self.config.issuer, leeway=self.config.leeway_s,
                                 options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_nbf": True})
-        except (jwt.PyJWTError, ValueError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+            # TypeError: a header naming an algorithm of another key type than its kid's key.
             log.info("bearer token refused: %s", type(exc).__name__)
             return None
         return principal_from_claims(self.config, claims)

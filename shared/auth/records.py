@@ -61,15 +61,17 @@ def signed_headers(agency: str, secret: str, value: bytes | str, msg_id: str | N
 
 
 def claimed_agency(headers: Mapping[str, str]) -> str | None:
-    """The agency a record says it comes from (not yet proved): whose secrets to load."""
+    """The agency a record says it comes from (not yet proved): whose secrets to load. Only a
+    printable name is looked up: a NUL would make the lookup itself fail (Postgres text holds none)."""
     agency = headers.get(AGENCY)
-    return agency if agency and len(agency) <= MAX_AGENCY else None
+    return agency if agency and len(agency) <= MAX_AGENCY and agency.isprintable() else None
 
 
 def verify(value: bytes, headers: Mapping[str, str], secrets: Mapping[str, Sequence[str]], appended_at: float,
-           tolerance_s: float = TOLERANCE_S) -> Signed:
+           tolerance_s: float = TOLERANCE_S, oldest: float | None = None) -> Signed:
     """Who signed a record, given each agency's active secrets and when the broker appended it
-    (unix seconds); Unauthenticated saying why if it proves nothing."""
+    (unix seconds); Unauthenticated saying why if it proves nothing. oldest: no record signed
+    before it is accepted, whatever its Kafka timestamp says (the replay window's start)."""
     for name in REQUIRED:
         if not headers.get(name):
             raise Unauthenticated(f"no {name} header")
@@ -78,12 +80,15 @@ def verify(value: bytes, headers: Mapping[str, str], secrets: Mapping[str, Seque
         raise Unauthenticated(f"{ID} longer than {MAX_ID} characters")
     if not UNIX_SECONDS.fullmatch(stamp):
         raise Unauthenticated(f"{TIMESTAMP} is not unix seconds")
+    # In whole seconds first: a timestamp past any datetime's range is refused, not an error.
+    _check_time(int(stamp), appended_at, tolerance_s)
+    if oldest is not None and int(stamp) < oldest:
+        raise Unauthenticated("stale timestamp: signed before the replay window, whatever the record's time says")
     signed_at = datetime.fromtimestamp(int(stamp), UTC)
     if not secrets.get(agency):
         raise Unauthenticated(f"unknown agency {agency[:MAX_AGENCY]!r}: it has no active signing secret")
     if not _matches(secrets[agency], msg_id, signed_at, value, headers[SIGNATURE]):
         raise Unauthenticated(f"signature matches no active secret of agency {agency!r}")
-    _check_time(int(stamp), appended_at, tolerance_s)
     return Signed(agency, msg_id, signed_at)
 
 

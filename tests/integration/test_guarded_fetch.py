@@ -199,3 +199,13 @@ def certificate(name: str, directory: Path) -> ssl.SSLContext:
     (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                           serialization.NoEncryption()))
     return ssl.create_default_context(cafile=directory / "cert.pem")
+
+
+async def test_only_the_allow_listed_host_a_fetch_starts_at_is_exempt_not_one_a_redirect_points_to(content):
+    other = Content()
+    async with serving(other.app) as other_base:
+        guarded = fetcher(f"127.0.0.1:{port_of(content.base)}", f"127.0.0.1:{port_of(other_base)}")
+        with pytest.raises(Refused):  # a page cannot bounce the check onto another internal service
+            await guarded.get(f"{content.base}/redirect?to={other_base}/page")
+        await guarded.close()
+    assert other.heard == []

@@ -91,6 +91,11 @@ async def test_every_record_that_proves_nothing_is_dead_lettered_with_why_and_th
         (body("https://x.com/other", agency="Europol"), signed_headers("NCA", nca, body("https://x.com/other",
                                                                                           agency="Europol")),
          "forbidden: agency 'Europol' is not the caller's agency"),
+        (body("https://x.com/year-33658"), {**signed_headers("NCA", nca, body("https://x.com/year-33658")),
+                                             "webhook-timestamp": "999999999999"},
+         "unauthenticated: timestamp in the future"),
+        (body("https://x.com/nul"), signed_headers("NC\x00A", nca, body("https://x.com/nul")),
+         "unauthenticated: unknown agency"),
     ]
     good = body("https://x.com/after")
     await send_all(kafka, [(v, h) for v, h, _ in refused] + [(good, signed_headers("NCA", nca, good))])

@@ -8,7 +8,7 @@ from standardwebhooks import Webhook
 
 from services.intake.inbound import appended_at, check
 from shared.auth import Role
-from shared.auth.records import AGENCY, ID, SIGNATURE, TIMESTAMP, signed_headers, verify
+from shared.auth.records import AGENCY, ID, SIGNATURE, TIMESTAMP, claimed_agency, signed_headers, verify
 from shared.auth.signing import new_secret
 from shared.reliability import Poison
 
@@ -136,3 +136,19 @@ def test_a_signed_submission_naming_its_own_agency_or_none_is_accepted():
 def test_an_unsigned_record_is_refused_for_its_signature_before_its_body_is_read():
     assert refusal(b"{not json", {}).startswith("unauthenticated:")
     assert refusal(b"{not json", signed(b"{not json")).startswith("not valid JSON")
+
+
+def test_a_timestamp_beyond_any_date_is_refused_as_from_the_future_not_an_error():
+    assert refusal(VALUE, signed(**{TIMESTAMP: "999999999999"})).startswith("unauthenticated: timestamp in the future")
+
+
+def test_a_record_signed_before_the_replay_window_is_stale_whatever_its_kafka_timestamp_says():
+    old = NOW - 2 * 86_400  # a copy republished by someone whose producer sets the record's time too
+    with pytest.raises(Poison, match="before the replay window"):
+        check(VALUE, signed(at=old), SECRETS, appended_at=old, oldest=NOW - 86_400)
+
+
+@pytest.mark.parametrize("agency", ["NC\x00A", "NCA\n", "\x1b[31m"])
+def test_an_agency_header_with_control_characters_is_not_looked_up(agency):
+    assert claimed_agency({AGENCY: agency}) is None
+    assert refusal(VALUE, signed(**{AGENCY: agency})).startswith("unauthenticated: unknown agency")

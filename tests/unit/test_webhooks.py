@@ -48,6 +48,12 @@ def test_a_message_dated_beyond_the_tolerance_in_the_future_is_refused():
         webhooks.verify([CURRENT], signed(CURRENT, at=NOW + 301), BODY, now=NOW)
 
 
+def test_a_timestamp_beyond_any_date_is_refused_not_an_error():
+    headers = {**signed(CURRENT), "webhook-timestamp": "999999999999"}
+    with pytest.raises(webhooks.Refused, match="in the future"):
+        webhooks.verify([CURRENT], headers, BODY, now=NOW)
+
+
 @pytest.mark.parametrize("tamper", ["body", "id", "timestamp", "secret"])
 def test_a_message_not_signed_as_it_arrives_is_refused_as_a_wrong_signature(tamper):
     headers, body = signed(UNKNOWN if tamper == "secret" else CURRENT), BODY
