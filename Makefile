@@ -35,6 +35,7 @@ bench: install
 	PYTHONPATH=. $(BIN)/python -m bench.latency
 	PYTHONPATH=. $(BIN)/python -m bench.ingest
 	PYTHONPATH=. $(BIN)/python -m bench.memory
+	PYTHONPATH=. $(BIN)/python -m bench.auth
 	PYTHONPATH=. $(BIN)/python -m bench.report
 
 # 10 minutes at 1,000 referrals/s (SOAK_SECONDS=60 to try it).
