@@ -61,10 +61,10 @@ def signed_headers(agency: str, secret: str, value: bytes | str, msg_id: str | N
 
 
 def claimed_agency(headers: Mapping[str, str]) -> str | None:
-    """The agency a record says it comes from (not yet proved): whose secrets to load. Only a
-    printable name is looked up: a NUL would make the lookup itself fail (Postgres text holds none)."""
+    """The agency a record says it comes from (not yet proved): whose secrets to load. A name with
+    a NUL is not looked up: the lookup itself would fail (Postgres text holds none)."""
     agency = headers.get(AGENCY)
-    return agency if agency and len(agency) <= MAX_AGENCY and agency.isprintable() else None
+    return agency if agency and len(agency) <= MAX_AGENCY and "\x00" not in agency else None
 
 
 def verify(value: bytes, headers: Mapping[str, str], secrets: Mapping[str, Sequence[str]], appended_at: float,
