@@ -2,8 +2,8 @@
 
 import hashlib
 import logging
-import time
 
+from cachetools import TTLCache
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.auth import keys
@@ -18,25 +18,21 @@ class Authenticator:
     """Checks tokens, remembering each answer for cache_s so a busy client costs no query per call.
 
     A revoked key is refused within cache_s. Answers are cached under a hash of the token, never
-    the token itself; the cache is emptied when full, so random tokens cannot grow it without bound.
+    the token itself, in a bounded cache, so random tokens cannot grow it.
     """
 
     def __init__(self, sessions: async_sessionmaker, oidc: OidcConfig | None = None, cache_s: float = 5.0):
-        self.sessions, self.cache_s = sessions, cache_s
+        self.sessions = sessions
         self.oidc = OidcVerifier(oidc) if oidc is not None else None
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self._cache: TTLCache = TTLCache(maxsize=CACHE_MAX, ttl=cache_s)
 
     async def principal(self, token: str) -> Principal | None:
         """Who token proves to be; None if it proves nothing."""
         slot = hashlib.sha256(token.encode()).digest()
-        now = time.monotonic()
-        cached = self._cache.get(slot)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if slot in self._cache:
+            return self._cache[slot]
         found = await self._check(token)
-        if len(self._cache) >= CACHE_MAX:
-            self._cache.clear()
-        self._cache[slot] = (now + self.cache_s, found)
+        self._cache[slot] = found
         return found
 
     async def _check(self, token: str) -> Principal | None:

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 
+from cachetools import TTLCache
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -58,22 +59,21 @@ class ActiveSecrets:
     """Each agency's active secrets, remembered for cache_s so a busy topic costs no query per batch.
 
     A retired secret stops verifying within cache_s. Agencies with no secret are remembered too
-    (as none); the cache is emptied when full, so records naming random agencies cannot grow it.
+    (as none), in a bounded cache, so records naming random agencies cannot grow it.
     """
 
     def __init__(self, sessions: async_sessionmaker, cache_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.sessions, self.cache_s, self.clock = sessions, cache_s, clock
-        self._cache: dict[str, tuple[float, list[str]]] = {}
+        self.sessions = sessions
+        self._cache: TTLCache = TTLCache(maxsize=CACHE_MAX, ttl=cache_s, timer=clock)
 
     async def of(self, agencies: Iterable[str]) -> dict[str, list[str]]:
         """The active secrets of each of agencies (newest first; [] if none): one query for those not cached."""
-        now, wanted = self.clock(), set(agencies)
-        missing = [a for a in wanted if a not in self._cache or self._cache[a][0] <= now]
-        if missing:
+        wanted = set(agencies)
+        known = {a: self._cache[a] for a in wanted if a in self._cache}
+        if missing := [a for a in wanted if a not in known]:
             async with self.sessions() as session:
                 found = await active(session, missing)
-            if len(self._cache) + len(missing) > CACHE_MAX:
-                self._cache = {a: self._cache[a] for a in wanted if a in self._cache}
-            self._cache.update((a, (now + self.cache_s, found.get(a, []))) for a in missing)
-        return {a: self._cache[a][1] for a in wanted}
+            for agency in missing:
+                known[agency] = self._cache[agency] = found.get(agency, [])
+        return known
