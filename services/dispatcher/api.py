@@ -11,7 +11,6 @@ from services.dispatcher.adapters.base import Decision, InvalidCallback, Verifie
 from services.dispatcher.adapters.registry import UnknownPlatform
 from services.dispatcher.service import DispatchService, NotAnsweredByHand, UnknownTicket
 from shared.auth import DENIED, Caller, Role, guard, require
-from shared.auth.principal import Principal
 from shared.events import Platform, StoredText
 
 
@@ -42,7 +41,7 @@ async def signed_by_platform(platform: str, request: Request) -> SignedCallback:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"callback refused: {exc}") from None
     except ValueError as exc:  # a signed body that does not read as an answer
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"callback refused: {exc}") from None
-    request.state.principal = Principal(slug.value, frozenset({Role.platform}), f"signature:{slug.value}")
+    request.state.principal = _service(request).caller(slug)
     return SignedCallback(slug, verified)
 
 

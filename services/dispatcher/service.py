@@ -96,13 +96,17 @@ class DispatchService:
             raise InvalidCallback(f"{adapter.slug} takes no callbacks")
         return adapter.parse_callback(headers, body, platform)
 
+    def caller(self, platform: Platform) -> Principal:
+        """Who a verified callback comes from: the platform, proved by its adapter's signature."""
+        return Principal(platform.value, frozenset({Role.platform}),
+                         f"signature:{self.registry.for_platform(platform).slug}")
+
     async def accept_callback(self, platform: Platform, verified: VerifiedCallback) -> int:
         """Publish a verified callback's answers under the platform's name; the number of answers.
 
         A callback accepted before is refused as a replay. It counts as accepted only with its
         answers published: one answered 503 (Kafka or the database down) may come again."""
-        adapter = self.registry.for_platform(platform)
-        by = Principal(platform.value, frozenset({Role.platform}), f"signature:{adapter.slug}")
+        adapter, by = self.registry.for_platform(platform), self.caller(platform)
         async with self.sessions() as session, session.begin():
             await _check_tickets(session, platform, verified.answers)
             if verified.replay_key is not None and not await db.first_acceptance(
