@@ -9,7 +9,7 @@ from bench.common import ROOT, read_result
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- figures -->", "<!-- /figures -->"
-NAMES = ("e2e", "latency", "ingest", "memory", "soak")
+NAMES = ("e2e", "latency", "ingest", "memory", "auth", "soak")
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
@@ -203,10 +203,23 @@ def render(results: dict[str, dict]) -> str:
         lines += ingest_section(results["ingest"])
     if "memory" in results:
         lines += memory_section(results["memory"])
+    if "auth" in results:
+        lines += auth_section(results["auth"])
     lines += profiles_section(results.get("e2e"), results.get("ingest"))
     if "soak" in results:
         lines += soak_section(results["soak"])
     return "\n".join(lines).rstrip() + "\n"
+
+
+def auth_section(result: dict) -> list[str]:
+    """What access control costs per call (bench.auth)."""
+    labels = {"cached_check_us": "API key check, cached (µs)", "database_check_ms": "API key check, from Postgres (ms)",
+              "sign_record_us": "Kafka record signed (µs)", "verify_record_us": "Kafka record verified (µs)",
+              "redact_clean_line_us": "log line scrubbed, nothing to hide (µs)",
+              "redact_line_with_token_us": "log line scrubbed, a token in it (µs)"}
+    figures = result["figures"]
+    return ["### Access control", "", *table(["per call", "time"], [[label, figure(figures[key])]
+                                                                    for key, label in labels.items() if key in figures])]
 
 
 def update(document: str, figures: str) -> str:
