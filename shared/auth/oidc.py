@@ -9,7 +9,6 @@ import asyncio
 import logging
 from typing import Any
 
-import jwt
 from pydantic import BaseModel, Field, field_validator
 
 from shared.auth.principal import Principal, Role
@@ -67,7 +66,11 @@ class OidcVerifier:
     """Verifies bearer JWTs against the provider's JWKS."""
 
     def __init__(self, config: OidcConfig):
-        self.config = config
+        # Imported here: PyJWT with cryptography costs every process about 9 MB, and a deployment
+        # on API keys alone (the embedded default) never verifies a JWT.
+        import jwt
+
+        self.jwt, self.config = jwt, config
         # The key set is cached for 5 minutes; not each key for ever (cache_keys), so a key the
         # provider withdraws stops verifying within that time.
         self.jwks = jwt.PyJWKClient(config.jwks_url, cache_keys=False, lifespan=300, timeout=5)
@@ -77,10 +80,10 @@ class OidcVerifier:
         try:
             # PyJWKClient fetches with urllib, blocking: in a thread, off the event loop.
             key = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
-            claims = jwt.decode(token, key.key, algorithms=self.config.algorithms, audience=self.config.audience,
+            claims = self.jwt.decode(token, key.key, algorithms=self.config.algorithms, audience=self.config.audience,
                                 issuer=self.config.issuer, leeway=self.config.leeway_s,
                                 options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_nbf": True})
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        except (self.jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             # TypeError: a header naming an algorithm of another key type than its kid's key.
             log.info("bearer token refused: %s", type(exc).__name__)
             return None
