@@ -54,3 +54,15 @@ class BaseServiceSettings(BaseSettings):
         return OidcConfig(issuer=self.oidc_issuer, audience=self.oidc_audience, jwks_url=self.oidc_jwks_url,
                           algorithms=self.oidc_algorithms, roles_claim=self.oidc_roles_claim,
                           agency_claim=self.oidc_agency_claim, name_claim=self.oidc_name_claim)
+
+
+class OutboxSettings(BaseServiceSettings):
+    """How a service that publishes through an outbox (shared/outbox.py) relays and re-drives it."""
+
+    outbox_batch: int = Field(1000, ge=1, description="Most outbox rows the relay sends at once.")
+    outbox_idle_poll_s: float = Field(1.0, gt=0, description="Relay poll interval when idle.")
+    redrive_after_s: float = Field(
+        30.0, gt=0, description="Work that made no progress for this long is driven on again: an event its readers "
+        "have not confirmed is published again, a report not delivered is put back on its lane. Each later re-drive "
+        "of the same item waits twice as long, up to 64 times this.")
+    reconcile_every_s: float = Field(5.0, gt=0, description="How often the reconciler looks for stuck work.")

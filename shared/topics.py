@@ -12,6 +12,9 @@ REFERRALS_LIFECYCLE = "referrals.lifecycle"  # owned by outcomes: overdue, expir
 DISPATCH_DLQ = "referrals.submitted.dlq"  # owned by dispatcher: records that are not referrals
 DELIVERY_DLQ = "dispatch.dlq"  # owned by dispatcher: reports no platform would take
 OUTCOMES_DLQ = "outcomes.dlq"  # owned by outcomes
+# Each reader of lifecycle events confirms the events it has durably handled, so that their
+# publisher keeps them until then and publishes again what was lost (shared/receipts.py).
+RECEIPTS = "takedown.receipts"  # written by dispatcher and outcomes, read by intake and dispatcher
 PLATFORMS = ("facebook", "instagram", "youtube", "x", "tiktok", "telegram", "other")
 
 
@@ -38,20 +41,32 @@ DEAD_LETTER_TOPICS = (REFERRALS_INBOUND_DLQ, DISPATCH_DLQ, DELIVERY_DLQ, OUTCOME
 # configured partition count, so no start order lets a broker auto-create one with its default.
 OWNED = {
     "intake": (REFERRALS_INBOUND_DLQ, REFERRALS_SUBMITTED),
-    "dispatcher": (REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, DISPATCH_DLQ, DELIVERY_DLQ,
+    "dispatcher": (RECEIPTS, REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, DISPATCH_DLQ, DELIVERY_DLQ,
                    *(lane(p) for p in PLATFORMS), *(retry_lane(p) for p in PLATFORMS)),
-    "outcomes": (OUTCOMES_DLQ, REFERRALS_LIFECYCLE),
+    "outcomes": (OUTCOMES_DLQ, REFERRALS_LIFECYCLE, RECEIPTS),
 }
 CONSUMED = {
-    "intake": (REFERRALS_INBOUND,),
-    "dispatcher": (REFERRALS_SUBMITTED,),
+    "intake": (REFERRALS_INBOUND, RECEIPTS),
+    "dispatcher": (REFERRALS_SUBMITTED, RECEIPTS),
     "outcomes": (REFERRALS_SUBMITTED, REFERRALS_DISPATCH, TAKEDOWN_DECISIONS, REFERRALS_LIFECYCLE),
 }
 
 
 def needed_by(service: str) -> tuple[str, ...]:
     """Every topic a service must find at start: those it owns and those it reads."""
-    return OWNED[service] + CONSUMED[service]
+    return tuple(dict.fromkeys(OWNED[service] + CONSUMED[service]))
+
+
+def readers_of(topic: str) -> tuple[str, ...]:
+    """The services that read a lifecycle topic, and so confirm its events (not the receipts topic)."""
+    if topic == RECEIPTS:
+        return ()
+    return tuple(service for service, read in CONSUMED.items() if topic in read)
+
+
+def receipts_group(service: str) -> str:
+    """The consumer group in which a service reads the receipts for the events it published."""
+    return f"takedown-{service}-receipts"
 
 GROUP_INTAKE = "takedown-intake"
 GROUP_DISPATCHER = "takedown-dispatcher"

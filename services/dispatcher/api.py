@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from services.dispatcher.adapters.answers import InvalidAnswer
 from services.dispatcher.adapters.base import Decision, InvalidCallback, VerifiedCallback
 from services.dispatcher.adapters.registry import UnknownPlatform
-from services.dispatcher.service import DispatchService, NotAnsweredByHand, UnknownTicket
+from services.dispatcher.decisions import Decisions, NotAnsweredByHand, UnknownTicket
 from shared.auth import DENIED, Caller, Role, guard, require
 from shared.events import Platform, StoredText
 
@@ -22,8 +22,8 @@ class SignedCallback:
     verified: VerifiedCallback
 
 
-def _service(request: Request) -> DispatchService:
-    return request.app.state.dispatcher
+def _service(request: Request) -> Decisions:
+    return request.app.state.decisions
 
 
 async def signed_by_platform(platform: str, request: Request) -> SignedCallback:
@@ -57,8 +57,9 @@ operators = APIRouter(prefix="/v1", tags=["operators"], dependencies=[require(Ro
 
 @callbacks.post("/callbacks/{platform}", status_code=status.HTTP_202_ACCEPTED)
 async def decision_callback(callback: Signed, request: Request) -> dict:
-    """A platform's signed decision: 202 once on Kafka; 401 if it does not verify; 409 for a
-    ticket we do not hold (yet: the platform should retry); 503 if Kafka is down."""
+    """A platform's signed decision: 202 once recorded (it is published from the outbox); 401 if
+    it does not verify; 409 for a ticket we do not hold (yet: the platform should retry); 503 if
+    the database is down."""
     try:
         count = await _service(request).accept_callback(callback.platform, callback.verified)
     except InvalidCallback as exc:

@@ -10,15 +10,19 @@ from fastapi import FastAPI
 from services.dispatcher import api, handlers
 from services.dispatcher.adapters.registry import AdapterRegistry, build_registry, refuse_sandbox_secrets
 from services.dispatcher.config import DispatcherSettings
-from services.dispatcher.db import SCHEMA
+from services.dispatcher.db import OUTBOX, SCHEMA
+from services.dispatcher.decisions import Decisions
 from services.dispatcher.lanes import Lane, RetryPolicy
 from services.dispatcher.outbound import Outbound
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
-from services.dispatcher.service import DispatchService
+from services.dispatcher.reconciler import Reconciler
+from services.dispatcher.service import DispatchService, Timing
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.receipts import register_receipts
 from shared.redact import configured_secrets, register_secrets
+from shared.relay import OutboxRelay
 from shared.reliability import backoff
 from shared.serving import add_health, install_error_handlers, limit_body
 
@@ -56,9 +60,16 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     engine = db.make_engine(settings.database_url)
     broker = make_broker(settings, "takedown-dispatcher")
     sessions = db.make_sessions(engine)
-    service = DispatchService(registry, build_lanes(settings, registry), Outbound(broker), sessions)
+    relay = OutboxRelay(sessions, broker, OUTBOX, settings.outbox_batch, settings.outbox_idle_poll_s,
+                        settings.redrive_after_s)
+    lanes, outbound = build_lanes(settings, registry), Outbound(broker)
+    service = DispatchService(registry, lanes, outbound, sessions,
+                              Timing(settings.redrive_after_s, settings.webhook_poll_after_s), relay.wake)
+    decisions = Decisions(registry, lanes, sessions, relay.wake)
+    reconciler = Reconciler(sessions, outbound, settings.redrive_after_s)
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER), lane_options(settings),
                       tuple(p.value for p in registry.platforms))
+    register_receipts(broker, "dispatcher", sessions, OUTBOX, consumer_options(settings, topics.GROUP_DISPATCHER))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -66,34 +77,38 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("dispatcher"))
         await start_broker(broker)
-        poller = asyncio.create_task(poll_forever(service, settings.poll_tick_s), name="ticket-poller")
+        tasks = [asyncio.create_task(poll_forever(decisions, settings.poll_tick_s), name="ticket-poller"),
+                 asyncio.create_task(relay.run(), name="outbox-relay"),
+                 asyncio.create_task(reconciler.run(settings.reconcile_every_s), name="reconciler")]
         log.info("dispatcher ready: Kafka %s, adapters %s", settings.kafka_bootstrap_servers,
                  {a.slug: [p.value for p in a.platforms] for a in registry})
         yield
-        poller.cancel()
-        await asyncio.gather(poller, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()
         for adapter in registry:
             await adapter.close()
         await engine.dispose()
 
     app = FastAPI(title="takedown dispatcher", version="1", lifespan=lifespan)
-    app.state.dispatcher = service
+    app.state.dispatcher, app.state.decisions, app.state.sessions = service, decisions, sessions
+    app.state.redrive_after_s = settings.redrive_after_s
     app.include_router(api.callbacks)
     app.include_router(api.operators)
-    install_error_handlers(app, "Kafka or the database is unavailable, decision not recorded; retry")
+    install_error_handlers(app, "the database is unavailable, decision not recorded; retry")
     limit_body(app, settings.max_body_bytes)
     add_health(app, "dispatcher", engine)
     auth.secure(app, auth_setup.authenticator(settings, sessions))  # last: it checks every route
     return app
 
 
-async def poll_forever(service: DispatchService, tick_s: float) -> None:
+async def poll_forever(decisions: Decisions, tick_s: float) -> None:
     """Poll due tickets until cancelled; a failing round is logged and retried with backoff."""
     failures = 0
     while True:
         try:
-            polled = await service.poll_due()
+            polled = await decisions.poll_due()
             failures = 0
         except Exception:  # noqa: BLE001 - the poller must outlive any one bad round
             failures += 1

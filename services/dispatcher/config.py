@@ -7,13 +7,13 @@ import yaml
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import BaseServiceSettings
+from shared.settings import OutboxSettings
 
 # Where the sandbox serves an adapter's dialect, below SANDBOX_URL (docs/platform-apis.md).
 SANDBOX_PATHS = {"webhook": "/platforms/other"}
 
 
-class DispatcherSettings(BaseServiceSettings):
+class DispatcherSettings(OutboxSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
 
     dispatcher_host: str = "127.0.0.1"
@@ -36,6 +36,9 @@ class DispatcherSettings(BaseServiceSettings):
     breaker_max_reset_s: float = Field(60.0, gt=0)
     lane_batch: int = Field(64, ge=1, description="Most records a lane takes from Kafka at once.")
     poll_tick_s: float = Field(1.0, gt=0, description="How often due tickets are looked for.")
+    webhook_poll_after_s: float = Field(
+        600.0, gt=0, description="A ticket of a platform that calls back (and has a status API) with no decision this "
+        "long after the report is polled from then on, so that a callback the platform gave up on is not lost.")
     poll_interval_s: float | None = Field(
         None, gt=0, description="Every polling adapter's interval unless set per adapter (development: short).")
 

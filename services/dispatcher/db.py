@@ -1,5 +1,6 @@
-"""The dispatcher's tables: the tickets platforms gave us, for polling and checking callbacks, and
-the callbacks accepted, for refusing their replays."""
+"""The dispatcher's tables: the deliveries it owes (deliveries.py), the tickets platforms gave us,
+for polling and checking callbacks, the callbacks accepted, for refusing their replays, and the
+outbox of the events it publishes (shared/outbox.py)."""
 
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -9,6 +10,9 @@ from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Ta
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.dispatcher.deliveries import Deliveries, deliveries_table
+from shared.outbox import Outbox, outbox_table
 
 SCHEMA = "dispatcher"
 metadata = MetaData(schema=SCHEMA)
@@ -36,6 +40,8 @@ callbacks_seen = Table(
     Column("accepted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 PRUNED_AT_ONCE = 500
+DELIVERIES = Deliveries(deliveries_table(metadata))
+OUTBOX = Outbox(outbox_table(metadata))
 
 
 async def open_ticket(session: AsyncSession, platform: str, ticket_id: str, referral_id: UUID,
@@ -52,6 +58,22 @@ async def referral_of(session: AsyncSession, platform: str, ticket_id: str) -> U
     stmt = select(tickets.c.referral_id).where(and_(tickets.c.platform == platform,
                                                     tickets.c.ticket_id == ticket_id))
     return (await session.execute(stmt)).scalar()
+
+
+async def ticket_to_answer(session: AsyncSession, referral_id: UUID):
+    """The ticket an answer for this referral goes to: the latest that asked for information, else the latest."""
+    stmt = (select(tickets).where(tickets.c.referral_id == referral_id)
+            .order_by((tickets.c.status == INFORMATION_REQUESTED).desc(), tickets.c.created_at.desc()).limit(1))
+    return (await session.execute(stmt)).first()
+
+
+async def undecided(session: AsyncSession, older_than: datetime) -> list:
+    """Tickets without a decision since before older_than, per platform: count, oldest, polled or not."""
+    stmt = (select(tickets.c.platform, tickets.c.polled, func.count().label("count"),
+                   func.min(tickets.c.created_at).label("oldest"), func.sum(tickets.c.polls).label("polls"))
+            .where(and_(tickets.c.status != DECIDED, tickets.c.created_at < older_than))
+            .group_by(tickets.c.platform, tickets.c.polled).order_by(tickets.c.platform))
+    return list(await session.execute(stmt))
 
 
 async def set_status(session: AsyncSession, platform: str, ticket_id: str, status: str) -> None:

@@ -10,8 +10,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from services.dispatcher.adapters.base import Decision, InformationRequest, PlatformAnswer
 from shared.auth.principal import Principal
-from shared.events import (Event, Platform, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
-                           TakedownInformationRequested, actor, summarise)
+from shared.events import (Event, InformationForwarded, InformationForwardFailed, Platform, ReferralDispatched,
+                           ReferralDispatchFailed, TakedownDecided, TakedownInformationRequested, actor, summarise)
 from shared.redact import redact
 
 SOURCE = "/takedown/dispatcher"
@@ -38,6 +38,24 @@ def dispatch_failed(referral_id: UUID, platform: Platform, adapter: str, reason:
     data = ReferralDispatchFailed(referral_id=referral_id, platform=platform, adapter=adapter,
                                   reason=redact(reason), attempts=attempts, permanent=permanent, dispatch=dispatch)
     return Event(id=stable_id(referral_id, "dispatch_failed", dispatch, attempts), source=SOURCE,
+                 actor=SERVICE, data=data)
+
+
+def forwarded(answer: Event, platform: Platform, adapter: str, ticket_id: str, attempts: int) -> Event:
+    """The agency's answer (the referral.information_supplied event) reached the platform's ticket."""
+    data = InformationForwarded(referral_id=answer.referral_id, platform=platform, adapter=adapter,
+                                ticket_id=ticket_id, answer_event_id=answer.id, attempts=attempts)
+    return Event(id=stable_id(answer.referral_id, "information_forwarded", answer.id), source=SOURCE, actor=SERVICE,
+                 data=data)
+
+
+def forward_failed(answer: Event, platform: Platform | None, adapter: str, reason: str, attempts: int,
+                   permanent: bool) -> Event:
+    """The agency's answer could not be forwarded; secrets in reason blanked out."""
+    data = InformationForwardFailed(referral_id=answer.referral_id, platform=platform, adapter=adapter,
+                                    answer_event_id=answer.id, reason=redact(reason), attempts=attempts,
+                                    permanent=permanent)
+    return Event(id=stable_id(answer.referral_id, "information_forward_failed", answer.id, attempts), source=SOURCE,
                  actor=SERVICE, data=data)
 
 

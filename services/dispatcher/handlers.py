@@ -1,8 +1,8 @@
 """Dispatcher's Kafka subscribers: the router, and per platform a lane and its retry topic.
 
-Every record is committed only after what came of it is published (an event, a retry, a
-dead letter). A lane takes records in batches and delivers them concurrently, up to its
-adapter's cap on reports in flight.
+Every record is committed only after what came of it is stored or published (a delivery owed,
+an event in the outbox, a retry, a dead letter). A lane takes records in batches and delivers
+them concurrently, up to its adapter's cap on deliveries in flight.
 """
 
 import asyncio
@@ -13,11 +13,12 @@ from faststream.kafka.annotations import KafkaMessage
 from services.dispatcher.outbound import Record
 from services.dispatcher.service import DispatchService
 from shared import topics
-from shared.events import (Event, InvalidEvent, ReferralAppealed, ReferralEscalated, ReferralSubmitted, from_kafka,
-                           to_kafka)
+from shared.events import (Event, InformationSupplied, InvalidEvent, ReferralAppealed, ReferralEscalated,
+                           ReferralSubmitted, from_kafka, to_kafka)
 from shared.faults import crash_point
 from shared.kafka import dead_letter_record
-from shared.reliability import Poison, process_or_dead_letter
+from shared.receipts import send_receipt
+from shared.reliability import Poison, process_or_dead_letter, until_done
 
 ROUTE_BATCH = 500  # records the router takes from a poll
 
@@ -29,26 +30,27 @@ def parse_event(headers: dict, raw: bytes) -> Event:
         raise Poison(str(exc)) from exc
 
 
-def parse_referral(headers: dict, raw: bytes) -> ReferralSubmitted:
+def parse_delivery(headers: dict, raw: bytes) -> Event:
+    """A lane record's event: a referral to report or an agency's answer to forward."""
     event = parse_event(headers, raw)
-    if not isinstance(event.data, ReferralSubmitted):
-        raise Poison(f"expected referral.submitted, got {event.type}")
-    return event.data
+    if not isinstance(event.data, ReferralSubmitted | InformationSupplied):
+        raise Poison(f"expected referral.submitted or referral.information_supplied, got {event.type}")
+    return event
 
 
-def to_dispatch(event: Event, record: Record) -> tuple[ReferralSubmitted, Record] | None:
-    """What a record on referrals.submitted asks the router to dispatch, if anything.
+def to_dispatch(event: Event, record: Record) -> tuple[Event, Record] | None:
+    """What a record on referrals.submitted asks the dispatcher to deliver, if anything.
 
-    A submission is dispatched as it is; an escalation or an appeal carries the referral to
+    A submission is reported as it is; an escalation or an appeal carries the referral to
     dispatch again (its dispatch number >= 2), which goes on the lane as a referral.submitted
-    record of its own. Other agency actions need nothing from the dispatcher.
+    record of its own, under the escalation's event id; an answer to a platform's question is
+    forwarded to it. Other agency actions need nothing from the dispatcher.
     """
-    if isinstance(event.data, ReferralSubmitted):
-        return event.data, record
+    if isinstance(event.data, ReferralSubmitted | InformationSupplied):
+        return event, record
     if isinstance(event.data, ReferralEscalated | ReferralAppealed):
-        again = event.data.referral
-        key, value, headers = to_kafka(Event(id=event.id, source=event.source, actor=event.actor, time=event.time,
-                                             data=again))
+        again = Event(id=event.id, source=event.source, actor=event.actor, time=event.time, data=event.data.referral)
+        key, value, headers = to_kafka(again)
         return again, Record(key=key, value=value, headers=headers, topic=record.topic,
                              partition=record.partition, offset=record.offset)
     return None
@@ -64,50 +66,60 @@ def register(broker: KafkaBroker, service: DispatchService, options: dict, lane_
     """Subscribe the router, and a lane and retry consumer for each platform."""
 
     @broker.subscriber(topics.REFERRALS_SUBMITTED, **options, batch=True, max_records=ROUTE_BATCH,
-                       description="New referrals, routed to their lanes.")
+                       description="New referrals and agency actions, routed to their lanes.")
     async def route(msg: KafkaMessage) -> None:
-        # A poll's records are routed together: their lane records are acknowledged by the broker
-        # together, not one round trip after another. Offsets are committed once all are routed.
-        await asyncio.gather(*(_route_one(broker, service, raw, headers)
-                               for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True)))
+        # A poll's deliveries are remembered in one transaction and their lane records published
+        # together; then one receipt tells intake they are ours. Offsets are committed after both.
+        raws = list(zip(msg.raw_message, msg.batch_headers, strict=True))
+        wanted = [w for raw, headers in raws if (w := await _wanted(broker, raw, headers)) is not None]
+        try:
+            await until_done(lambda: service.route(wanted), f"routing {len(wanted)} records")
+        except Exception:  # noqa: BLE001 - not an outage: find the bad record by going one by one
+            for event, record in wanted:
+                await process_or_dead_letter(lambda w=(event, record): service.route([w]),
+                                             lambda reason, _, r=record: service.outbound.dead_letter(r, reason, topics.DISPATCH_DLQ),
+                                             what=f"{record.topic}/{record.partition}/{record.offset}")
+        await send_receipt(broker, "dispatcher", msg.batch_headers)
 
     for platform in platforms:
         _register_lane(broker, service, platform, lane_options)
 
 
-async def _route_one(broker: KafkaBroker, service: DispatchService, raw, headers: dict[str, str]) -> None:
+async def _wanted(broker: KafkaBroker, raw, headers: dict[str, str]) -> tuple[Event, Record] | None:
+    """What a routed record asks for; a record that is not an event goes to the dead letters."""
     record = as_record(raw, headers)
-
-    async def work() -> None:
-        wanted = to_dispatch(parse_event(record.headers, record.value), record)
-        if wanted is not None:
-            await service.route(*wanted)
-
-    async def to_dlq(reason: str, attempts: int) -> None:
-        await dead_letter_record(broker, topics.DISPATCH_DLQ, raw, headers, reason, attempts)
-
-    await process_or_dead_letter(work, to_dlq, what=f"{raw.topic}/{raw.partition}/{raw.offset}")
+    try:
+        return to_dispatch(parse_event(record.headers, record.value), record)
+    except Poison as exc:
+        await dead_letter_record(broker, topics.DISPATCH_DLQ, raw, headers, str(exc), 1)
+        return None
 
 
 def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str, options: dict) -> None:
     group = topics.lane_group(platform)
 
     @broker.subscriber(topics.lane(platform), **{**options, "group_id": group}, batch=True,
-                       description=f"Reports to deliver to {platform}.")
+                       description=f"Reports and answers to deliver to {platform}.")
     async def deliver(msg: KafkaMessage) -> None:
         crash_point("dispatcher.lane_batch")  # the batches before this one delivered and committed
         records = [as_record(raw, headers) for raw, headers in zip(msg.raw_message, msg.batch_headers, strict=True)]
-        await asyncio.gather(*(_deliver_one(service, r) for r in records))
+        due: list[Record] = []
+
+        async def take() -> None:
+            due[:] = await service.take(records)
+
+        await until_done(take, f"taking {len(records)} records on {platform}")
+        await asyncio.gather(*(_deliver_one(service, r) for r in due))
 
     @broker.subscriber(topics.retry_lane(platform), **{**options, "group_id": topics.retry_group(platform)},
-                       description=f"Reports to {platform} waiting for their next attempt.")
+                       description=f"Deliveries to {platform} waiting for their next attempt.")
     async def release(msg: KafkaMessage) -> None:
         await service.release(platform, as_record(msg.raw_message, msg.headers))
 
 
 async def _deliver_one(service: DispatchService, record: Record) -> None:
     async def work() -> None:
-        await service.deliver(parse_referral(record.headers, record.value), record)
+        await service.deliver(parse_delivery(record.headers, record.value), record)
 
     async def to_dlq(reason: str, attempts: int) -> None:
         await service.outbound.dead_letter(record, reason)

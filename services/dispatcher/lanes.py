@@ -12,10 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import UUID
 
 from services.dispatcher.adapters.base import DeliveryError, PlatformAdapter, Receipt
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
-from shared.events import ReferralSubmitted
+from shared.events import InformationSupplied, ReferralSubmitted
 from shared.reliability import backoff
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,29 @@ class Lane:
 
     async def deliver(self, referral: ReferralSubmitted, attempt: int) -> Result:
         """Report once, when the breaker and the rate limit allow; say what happened."""
+        return await self._send(lambda: self.adapter.submit(referral), referral.referral_id, attempt)
+
+    async def forward(self, ticket_id: str, supplied: InformationSupplied, key: str, referral_id: UUID,
+                      attempt: int) -> Result:
+        """Forward an agency's answer to a ticket once (idempotency key `key`); say what happened."""
+        async def answer() -> Receipt:
+            await self.adapter.answer(ticket_id, supplied, key)
+            return Receipt(ticket_id)
+
+        return await self._send(answer, referral_id, attempt)
+
+    async def _send(self, call: Callable[[], Awaitable[Receipt]], referral_id: UUID, attempt: int) -> Result:
         async with self.in_flight:
             await self._wait(self.breaker.wait_s, "circuit open")
             await self._wait(self.bucket.wait_s, "rate limited")
             sent_at = datetime.fromtimestamp(self.wall_clock(), UTC)
             try:
-                receipt = await self.adapter.submit(referral)
+                receipt = await call()
             except DeliveryError as error:
                 self._learn_from(error)
                 result = self.policy.after_failure(error, attempt, self.wall_clock())
                 log.info("%s: referral %s attempt %s failed (%s): %s", self.adapter.slug,
-                         referral.referral_id, attempt, error.reason, type(result).__name__)
+                         referral_id, attempt, error.reason, type(result).__name__)
                 return result
             self.breaker.record_success()
             return Delivered(receipt, sent_at)

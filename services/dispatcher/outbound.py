@@ -1,13 +1,15 @@
-"""Everything the dispatcher publishes: lane and retry records, dead letters and events."""
+"""Everything the dispatcher publishes straight onto Kafka (lane and retry records, dead letters),
+and its events as outbox messages (they are published by the relay, shared/relay.py)."""
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from uuid import UUID
 
 from faststream.kafka import KafkaBroker
 
 from shared import topics
-from shared.events import Event
-from shared.kafka import publish_event
+from shared.events import Event, to_kafka
+from shared.outbox import Message
 from shared.redact import redact, redact_headers
 
 ATTEMPT = "x-takedown-attempt"
@@ -31,6 +33,14 @@ class Record:
         return int(self.headers.get(ATTEMPT, "1"))
 
     @property
+    def event_id(self) -> UUID | None:
+        """The id of the event the record carries (its delivery's key), if it has a valid one."""
+        try:
+            return UUID(self.headers.get("ce_id", ""))
+        except ValueError:
+            return None
+
+    @property
     def not_before(self) -> float:
         return float(self.headers.get(NOT_BEFORE, "0"))
 
@@ -38,12 +48,14 @@ class Record:
         return replace(self, headers={**self.headers, **changes})
 
 
+def message(topic: str, event: Event) -> Message:
+    """An event as the outbox keeps it, to be published on topic."""
+    return Message(topic, *to_kafka(event))
+
+
 class Outbound:
     def __init__(self, broker: KafkaBroker):
         self.broker = broker
-
-    async def event(self, topic: str, event: Event) -> None:
-        await publish_event(self.broker, topic, event)
 
     async def to_lane(self, platform: str, record: Record) -> None:
         """Queue a report on its platform's lane."""
@@ -58,12 +70,12 @@ class Outbound:
         """Send a parked report round its retry topic again, unchanged (it is not due yet)."""
         await self._send(topics.retry_lane(platform), record)
 
-    async def dead_letter(self, record: Record, reason: str) -> None:
+    async def dead_letter(self, record: Record, reason: str, topic: str = topics.DELIVERY_DLQ) -> None:
         """Keep a report no platform would take, with why, how often we tried and where it was.
 
         Its headers lose any credential header, and they and the reason any secret (shared/redact.py)."""
         cleaned = replace(record, headers=redact_headers(record.headers))
-        await self._send(topics.DELIVERY_DLQ, cleaned.with_headers(
+        await self._send(topic, cleaned.with_headers(
             dlq_reason=redact(reason)[:2000], dlq_original_topic=record.topic,
             dlq_original_partition=str(record.partition), dlq_original_offset=str(record.offset),
             dlq_attempts=str(record.attempt), dlq_failed_at=datetime.now(UTC).isoformat()))

@@ -1,77 +1,181 @@
-"""Dispatcher's service layer: route referrals to lanes, deliver them, and turn every platform
-answer (receipt, callback or poll) into lifecycle events."""
+"""Dispatcher's service layer, the way out: remember what each routed event asks to deliver (a
+report, or an agency's answer to a platform's question), put it on its platform's lane, deliver
+it, and record what came of it. What platforms answer back: decisions.py.
+
+Every delivery is a row in Postgres (deliveries.py) before its lane record is published, and its
+events go through the outbox in the transaction that changes its state: losing any Kafka record
+only delays a delivery, which the reconciler puts back on its lane (reconciler.py).
+"""
 
 import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher import db, domain
-from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAdapter,
-                                               PlatformAnswer, VerifiedCallback)
-from services.dispatcher.adapters.answers import parse_answer
+from services.dispatcher.adapters.base import DecisionMode, DeliveryError, PlatformAdapter
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
-from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
-from services.dispatcher.outbound import Outbound, Record
-from shared.auth.principal import Principal, Role
-from shared.events import Platform, ReferralSubmitted
+from services.dispatcher.decisions import record_answers
+from services.dispatcher.deliveries import ANSWER, DELIVERED, DUE, FAILED, REPORT, REPORTED, Owed
+from services.dispatcher.lanes import Delivered, GaveUp, Lane, Result, RetryLater
+from services.dispatcher.outbound import Outbound, Record, message
+from shared.events import Event, InformationSupplied, Platform, ReferralSubmitted
 from shared.faults import crash_point
 from shared.topics import REFERRALS_DISPATCH, TAKEDOWN_DECISIONS
-from shared.webhooks import TOLERANCE_S
 
 log = logging.getLogger(__name__)
 
-# Accepted callbacks are remembered this long after they turn stale: the clocks of the instances
-# sharing the table may differ by this much.
-CLOCK_MARGIN_S = 60
 
-
-class UnknownTicket(LookupError):
-    """A callback about a ticket we do not hold (yet): the platform should try again later."""
-
-
-class NotAnsweredByHand(Exception):
-    """An operator's answer for a platform whose answers come through its API, not by e-mail."""
+@dataclass(frozen=True)
+class Timing:
+    redrive_after_s: float = 30.0  # a due delivery not taken by its lane within this is put back on it
+    webhook_poll_after_s: float = 600.0  # a webhook platform's ticket undecided this long is polled
 
 
 class DispatchService:
     def __init__(self, registry: AdapterRegistry, lanes: Mapping[Platform, Lane], outbound: Outbound,
-                 sessions: async_sessionmaker):
+                 sessions: async_sessionmaker, timing: Timing = Timing(), wake_relay=lambda: None):
         self.registry, self.lanes, self.outbound, self.sessions = registry, lanes, outbound, sessions
+        self.timing, self.wake_relay = timing, wake_relay
 
-    async def route(self, referral: ReferralSubmitted, record: Record) -> None:
-        """Put a new referral on its platform's lane, or record that no adapter serves it."""
-        try:
-            self.registry.for_platform(referral.platform)
-        except UnknownPlatform as exc:
-            await self.outbound.event(REFERRALS_DISPATCH, domain.dispatch_failed(
-                referral.referral_id, referral.platform, "none", str(exc), 0, permanent=True))
+    async def route(self, wanted: Sequence[tuple[Event, Record]]) -> None:
+        """Remember the deliveries a batch of events asks for (one transaction), then put the due
+        ones on their lanes; a referral no adapter serves is recorded as failed instead."""
+        async with self.sessions() as session, session.begin():
+            reports, refused = self._reports(wanted)
+            states = await db.DELIVERIES.owe(session, [o for o, _ in reports], self.timing.redrive_after_s)
+            answers, unanswerable = await self._answers(session, wanted)
+            states |= await db.DELIVERIES.owe(session, [o for o, _ in answers], self.timing.redrive_after_s)
+            await db.OUTBOX.queue(session, refused + unanswerable)
+        if refused or unanswerable:
+            self.wake_relay()
+        await asyncio.gather(*(self.outbound.to_lane(o.platform, record) for o, record in reports + answers
+                               if states.get(o.event_id) == DUE))
+
+    def _reports(self, wanted: Sequence[tuple[Event, Record]]) -> tuple[list, list]:
+        owed, refused = [], []
+        for event, record in wanted:
+            if not isinstance(event.data, ReferralSubmitted):
+                continue
+            referral = event.data
+            try:
+                self.registry.for_platform(referral.platform)
+            except UnknownPlatform as exc:
+                refused.append(message(REFERRALS_DISPATCH, domain.dispatch_failed(
+                    referral.referral_id, referral.platform, "none", str(exc), 0, True, referral.dispatch)))
+                continue
+            owed.append((Owed(event.id, REPORT, referral.referral_id, referral.dispatch, referral.platform.value,
+                              record.key, record.value, record.headers), record))
+        return owed, refused
+
+    async def _answers(self, session: AsyncSession, wanted: Sequence[tuple[Event, Record]]) -> tuple[list, list]:
+        owed, refused = [], []
+        for event, record in wanted:
+            if not isinstance(event.data, InformationSupplied):
+                continue
+            platform = await db.DELIVERIES.platform_of(session, event.referral_id)
+            if platform is None:
+                refused.append(message(REFERRALS_DISPATCH, domain.forward_failed(
+                    event, None, "none", "no report of this referral was dispatched", 0, True)))
+                continue
+            owed.append((Owed(event.id, ANSWER, event.referral_id, 0, platform, record.key, record.value,
+                              record.headers), record))
+        return owed, refused
+
+    async def take(self, records: Sequence[Record]) -> list[Record]:
+        """The records of a lane batch still due (others were delivered already: a re-drive or a
+        redelivery), each held for its lane a while before the reconciler would put it back."""
+        ids = [r.event_id for r in records if r.event_id is not None]
+        async with self.sessions() as session, session.begin():
+            due = await db.DELIVERIES.take(session, ids, self.timing.redrive_after_s)
+        return [r for r in records if r.event_id is None or r.event_id in due]
+
+    async def deliver(self, event: Event, record: Record) -> None:
+        """One delivery attempt from a lane (a report or an answer); record what came of it."""
+        if isinstance(event.data, InformationSupplied):
+            await self._forward(event, record)
             return
-        await self.outbound.to_lane(referral.platform.value, record)
-
-    async def deliver(self, referral: ReferralSubmitted, record: Record) -> None:
-        """One delivery attempt from a lane; publish what came of it."""
+        referral = event.data
         lane = self.lanes[referral.platform]
         result = await lane.deliver(referral, record.attempt)
-        rid, platform, slug = referral.referral_id, referral.platform, lane.adapter.slug
+        if isinstance(result, Delivered):
+            crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
+            await self._reported(event, record, lane.adapter, result)
+            crash_point("dispatcher.published")  # recorded; the lane's offset not yet committed
+            return
+        await self._not_delivered(event, record, result, lambda reason, permanent: domain.dispatch_failed(
+            referral.referral_id, referral.platform, lane.adapter.slug, reason, record.attempt, permanent,
+            referral.dispatch))
+
+    async def _reported(self, event: Event, record: Record, adapter: PlatformAdapter, result: Delivered) -> None:
+        referral, receipt = event.data, result.receipt
+        rid, platform = referral.referral_id, referral.platform
+        async with self.sessions() as session, session.begin():
+            await db.open_ticket(session, platform.value, receipt.ticket_id, rid, adapter.slug,
+                                 self._poll_after(adapter, receipt.answer is None))
+            await db.DELIVERIES.set_state(session, event.id, REPORTED, receipt.ticket_id)
+            await db.OUTBOX.queue(session, [message(REFERRALS_DISPATCH, domain.dispatched(
+                rid, platform, adapter.slug, receipt.ticket_id, record.attempt, referral.dispatch, at=result.sent_at))])
+            if receipt.answer is not None:
+                await record_answers(session, platform, [receipt.answer])
+        self.wake_relay()
+
+    async def _forward(self, event: Event, record: Record) -> None:
+        """Forward an agency's answer to the ticket that asked (the latest ticket of the referral)."""
+        async with self.sessions() as session:
+            ticket = await db.ticket_to_answer(session, event.referral_id)
+        if ticket is None:
+            lane = next(iter(self.lanes.values()))  # any lane's policy: the report has not reached a platform yet
+            result = lane.policy.after_failure(DeliveryError("the report has no ticket yet", permanent=False),
+                                               record.attempt, time.time())
+            adapter, platform = "none", None
+        else:
+            platform = Platform(ticket.platform)
+            lane = self.lanes[platform]
+            adapter = lane.adapter.slug
+            result = await lane.forward(ticket.ticket_id, event.data, str(event.id), event.referral_id, record.attempt)
+        if isinstance(result, Delivered):
+            async with self.sessions() as session, session.begin():
+                await db.DELIVERIES.set_state(session, event.id, DELIVERED, ticket.ticket_id)
+                await db.OUTBOX.queue(session, [message(TAKEDOWN_DECISIONS, domain.forwarded(
+                    event, platform, adapter, ticket.ticket_id, record.attempt))])
+            self.wake_relay()
+            return
+        await self._not_delivered(event, record, result, lambda reason, permanent: domain.forward_failed(
+            event, platform, adapter, reason, record.attempt, permanent))
+
+    async def _not_delivered(self, event: Event, record: Record, result: Result, failure) -> None:
+        """Park a delivery for its next attempt, or give it up: dead letter, state and event."""
         match result:
-            case Delivered(receipt, sent_at):
-                crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
-                await self._opened(lane.adapter, platform, receipt.ticket_id, rid, receipt.answer is None)
-                await self.outbound.event(REFERRALS_DISPATCH, domain.dispatched(
-                    rid, platform, slug, receipt.ticket_id, record.attempt, referral.dispatch, at=sent_at))
-                if receipt.answer is not None:
-                    await self.record_answers(platform, [receipt.answer])
-                crash_point("dispatcher.published")  # published; the lane's offset not yet committed
             case RetryLater(reason, not_before):
-                await self.outbound.to_retry(platform.value, record, not_before, reason)
+                async with self.sessions() as session, session.begin():
+                    await db.DELIVERIES.retry_at(session, event.id, record.attempt + 1,
+                                                 max(0.0, not_before - time.time()) + self.timing.redrive_after_s)
+                await self.outbound.to_retry(self._platform_of(record), record, not_before, reason)
             case GaveUp(reason, permanent):
                 await self.outbound.dead_letter(record, reason)
-                await self.outbound.event(REFERRALS_DISPATCH, domain.dispatch_failed(
-                    rid, platform, slug, reason, record.attempt, permanent, referral.dispatch))
+                async with self.sessions() as session, session.begin():
+                    await db.DELIVERIES.set_state(session, event.id, FAILED)
+                    await db.OUTBOX.queue(session, [message(REFERRALS_DISPATCH, failure(reason, permanent))])
+                self.wake_relay()
+
+    @staticmethod
+    def _platform_of(record: Record) -> str:
+        return record.topic.removeprefix("dispatch.").removesuffix(".retry")
+
+    def _poll_after(self, adapter: PlatformAdapter, undecided: bool) -> float | None:
+        """When to poll a new ticket: polling platforms at their interval; a webhook platform with a
+        status API after the bound within which its callback should have come; others never."""
+        if not undecided:
+            return None
+        if adapter.decisions in (DecisionMode.polling, DecisionMode.response):
+            return adapter.config.poll_interval_s
+        if adapter.decisions is DecisionMode.webhook and adapter.has_status_api:
+            return self.timing.webhook_poll_after_s
+        return None
 
     async def release(self, platform: str, record: Record, max_hold_s: float = 30.0) -> None:
         """Hold a parked report until it is due, then put it back on its lane."""
@@ -83,113 +187,3 @@ class DispatchService:
         if wait > 0:
             await asyncio.sleep(wait)
         await self.outbound.to_lane(platform, record)
-
-    async def callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> int:
-        """Verify a platform's callback and publish its answers; the number of answers."""
-        return await self.accept_callback(platform, self.verify_callback(platform, headers, body))
-
-    def verify_callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> VerifiedCallback:
-        """The callback, if the platform's adapter takes callbacks and its signature verifies;
-        InvalidCallback (or UnknownPlatform) if not. No I/O: the route's guard calls it."""
-        adapter = self.registry.for_platform(platform)
-        if adapter.decisions is not DecisionMode.webhook:
-            raise InvalidCallback(f"{adapter.slug} takes no callbacks")
-        return adapter.parse_callback(headers, body, platform)
-
-    def caller(self, platform: Platform) -> Principal:
-        """Who a verified callback comes from: the platform, proved by its adapter's signature."""
-        return Principal(platform.value, frozenset({Role.platform}),
-                         f"signature:{self.registry.for_platform(platform).slug}")
-
-    async def accept_callback(self, platform: Platform, verified: VerifiedCallback) -> int:
-        """Publish a verified callback's answers under the platform's name; the number of answers.
-
-        A callback accepted before is refused as a replay. It counts as accepted only with its
-        answers published: one answered 503 (Kafka or the database down) may come again."""
-        adapter, by = self.registry.for_platform(platform), self.caller(platform)
-        async with self.sessions() as session, session.begin():
-            await _check_tickets(session, platform, verified.answers)
-            if verified.replay_key is not None and not await db.first_acceptance(
-                    session, adapter.slug, verified.replay_key, _remember_until(verified.fresh_until)):
-                raise InvalidCallback("replayed: this callback was accepted before")
-            await self.record_answers(platform, verified.answers, by=by, session=session)
-        return len(verified.answers)
-
-    async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, by: Principal) -> PlatformAnswer:
-        """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it.
-
-        Only platforms reached by e-mail (DecisionMode.manual) take one: the others answer for
-        themselves, and an answer typed in for them would stand beside or against theirs."""
-        if self.registry.for_platform(platform).decisions is not DecisionMode.manual:
-            raise NotAnsweredByHand(f"{platform.value} answers through its API; "
-                                    f"only e-mail channels take answers by hand")
-        async with self.sessions() as session:
-            referral_id = await db.referral_of(session, platform.value, ticket_id)
-        if referral_id is None:
-            raise UnknownTicket(f"no ticket {ticket_id!r} on {platform}")
-        answer = parse_answer(envelope, ticket_id, referral_id)
-        await self.record_answers(platform, [answer], by=by)
-        return answer
-
-    async def record_answers(self, platform: Platform, answers: Sequence[PlatformAnswer], by: Principal | None = None,
-                             session: AsyncSession | None = None) -> None:
-        """Publish each answer as an event, then note it on the ticket (in session's transaction, if given)."""
-        for answer in answers:
-            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(platform, answer, by))
-            status = db.DECIDED if isinstance(answer, Decision) else db.INFORMATION_REQUESTED
-            if session is not None:
-                await db.set_status(session, platform.value, answer.ticket_id, status)
-                continue
-            async with self.sessions() as own, own.begin():
-                await db.set_status(own, platform.value, answer.ticket_id, status)
-
-    async def poll_due(self, limit: int = 100) -> int:
-        """Ask platforms about due open tickets; the number of tickets polled."""
-        async with self.sessions() as session, session.begin():
-            due = await db.claim_due(session, limit)
-            results = await asyncio.gather(*(self._poll(t) for t in due), return_exceptions=True)
-            for ticket, result in zip(due, results, strict=True):
-                if isinstance(result, BaseException):
-                    log.warning("polling %s ticket %s failed: %r", ticket.platform, ticket.ticket_id, result)
-                    result = None
-                adapter = self.registry.by_slug(ticket.adapter)
-                await db.polled(session, ticket.platform, ticket.ticket_id, _status_after(ticket.status, result),
-                                adapter.config.poll_interval_s)
-        return len(due)
-
-    async def _poll(self, ticket) -> PlatformAnswer | None:
-        """Poll one ticket; publish a decision, or an information request the first time it is seen."""
-        await self.lanes[Platform(ticket.platform)].throttle()
-        answer = await self.registry.by_slug(ticket.adapter).poll(ticket.ticket_id, ticket.referral_id)
-        if isinstance(answer, Decision) or (answer is not None and ticket.status != db.INFORMATION_REQUESTED):
-            await self.outbound.event(TAKEDOWN_DECISIONS, domain.answered(Platform(ticket.platform), answer))
-        return answer
-
-    async def _opened(self, adapter: PlatformAdapter, platform: Platform, ticket_id: str, rid, poll: bool) -> None:
-        poll_after = adapter.config.poll_interval_s if poll and adapter.decisions in (
-            DecisionMode.polling, DecisionMode.response) else None
-        async with self.sessions() as session, session.begin():
-            await db.open_ticket(session, platform.value, ticket_id, rid, adapter.slug, poll_after)
-
-
-async def _check_tickets(session: AsyncSession, platform: Platform, answers: Sequence[PlatformAnswer]) -> None:
-    """UnknownTicket for an answer on a ticket we do not hold; InvalidCallback for one on another referral."""
-    for answer in answers:
-        known = await db.referral_of(session, platform.value, answer.ticket_id)
-        if known is None:
-            raise UnknownTicket(f"no ticket {answer.ticket_id!r} on {platform}")
-        if known != answer.referral_id:
-            raise InvalidCallback(f"ticket {answer.ticket_id!r} is not for referral {answer.referral_id}")
-
-
-def _remember_until(fresh_until: float | None) -> datetime:
-    """How long an accepted callback is remembered: until it is stale, with a margin for clocks."""
-    if fresh_until is None:  # a scheme without a time: remembered for the tolerance from now
-        fresh_until = time.time() + TOLERANCE_S
-    return datetime.fromtimestamp(fresh_until + CLOCK_MARGIN_S, UTC)
-
-
-def _status_after(status: str, answer: PlatformAnswer | None) -> str:
-    if isinstance(answer, Decision):
-        return db.DECIDED
-    return db.INFORMATION_REQUESTED if answer is not None else status

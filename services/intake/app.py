@@ -9,14 +9,15 @@ from fastapi import FastAPI
 
 from services.intake import actions, api, handlers
 from services.intake.config import IntakeSettings
-from services.intake.db import SCHEMA
+from services.intake.db import OUTBOX, SCHEMA
 from services.intake.inbound import InboundPolicy
-from services.intake.outbox import OutboxRelay
 from services.intake.service import IntakeService
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.receipts import register_receipts
 from shared.redact import configured_secrets, register_secrets
+from shared.relay import OutboxRelay
 from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,12 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     engine = db.make_engine(settings.database_url)
     sessions = db.make_sessions(engine)
     broker = make_broker(settings, "takedown-intake")
-    relay = OutboxRelay(sessions, broker, settings.outbox_batch, settings.outbox_idle_poll_s)
+    relay = OutboxRelay(sessions, broker, OUTBOX, settings.outbox_batch, settings.outbox_idle_poll_s,
+                        settings.redrive_after_s)
     service = IntakeService(sessions, on_commit=relay.wake)
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_INTAKE),
                       policy=InboundPolicy.of(settings))
+    register_receipts(broker, "intake", sessions, OUTBOX, consumer_options(settings, topics.GROUP_INTAKE))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -1,18 +1,18 @@
 """Intake's tables and the queries on them: accepted referrals, the transactional outbox, and the
 webhook-ids of accepted signed records."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import (BigInteger, Column, DateTime, Identity, Integer, LargeBinary, MetaData, String,
+from sqlalchemy import (BigInteger, Column, DateTime, Integer, MetaData, String,
                         Table, UniqueConstraint, func, select, text, update)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import insert_arrays
+from shared.outbox import Message, Outbox, outbox_table
 from shared.events import Event, ReferralSubmitted, to_kafka
 from shared.topics import REFERRALS_SUBMITTED
 
@@ -32,15 +32,8 @@ referrals = Table(
     UniqueConstraint("agency", "idempotency_key", name="referrals_agency_idempotency_key"),
 )
 
-outbox = Table(
-    "outbox", metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("topic", String, nullable=False),
-    Column("key", LargeBinary, nullable=False),
-    Column("value", LargeBinary, nullable=False),
-    Column("headers", JSONB, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+outbox_rows = outbox_table(metadata)
+OUTBOX = Outbox(outbox_rows)
 
 webhook_ids = Table(
     "webhook_ids", metadata,
@@ -66,11 +59,8 @@ class Accepted:
 
 REFERRAL_COLUMNS = ("referral_id", "agency", "idempotency_key", "platform", "canonical_url", "received_at",
                     "submission")
-OUTBOX_COLUMNS = ("topic", "key", "value", "headers")
 # Rows are inserted in list order: of two with one (agency, idempotency key), the first is stored.
 INSERT_REFERRALS = insert_arrays(referrals, REFERRAL_COLUMNS, "ON CONFLICT DO NOTHING RETURNING referral_id")
-INSERT_OUTBOX = insert_arrays(outbox, OUTBOX_COLUMNS)  # in list order: ids, and so sending, follow it
-DELETE_SENT = text(f"DELETE FROM {outbox.fullname} WHERE id = ANY(CAST(:ids AS BIGINT[]))")
 FIRST_SEEN = text(f"SELECT r.referral_id, r.platform, r.canonical_url, r.agency, r.idempotency_key "
                   f"FROM {referrals.fullname} r JOIN unnest(CAST(:agency AS VARCHAR[]), CAST(:key AS VARCHAR[])) "
                   f"AS k (agency, idempotency_key) USING (agency, idempotency_key)")
@@ -190,18 +180,4 @@ async def queue(session: AsyncSession, event: Event) -> None:
 
 async def _queue(session: AsyncSession, messages: list[tuple[bytes, bytes, dict[str, str]]]) -> None:
     """Queue (key, value, headers) on the outbox in one statement, to be sent in this order."""
-    await session.execute(INSERT_OUTBOX, {"topic": [REFERRALS_SUBMITTED] * len(messages),
-                                          "key": [key for key, _, _ in messages],
-                                          "value": [value for _, value, _ in messages],
-                                          "headers": [json.dumps(headers) for _, _, headers in messages]})
-
-
-async def claim_outbox(session: AsyncSession, limit: int) -> list:
-    """Lock up to limit unsent rows, oldest first, skipping rows another relay holds."""
-    stmt = select(outbox).order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True)
-    return list(await session.execute(stmt))
-
-
-async def delete_sent(session: AsyncSession, ids: list[int]) -> None:
-    """Delete sent rows: one statement, prepared once, whatever the number of ids."""
-    await session.execute(DELETE_SENT, {"ids": ids})
+    await OUTBOX.queue(session, [Message(REFERRALS_SUBMITTED, key, value, headers) for key, value, headers in messages])

@@ -36,6 +36,7 @@ TARGET: dict[str, Status | None] = {
     "takedown.decided": S.decided, "referral.escalated": S.escalated, "referral.appealed": S.appealed,
     "content.reappeared": S.reopened, "referral.expired": S.expired, "referral.withdrawn": S.withdrawn,
     "referral.closed": S.closed, "referral.overdue": None, "content.still_down": None,
+    "referral.information_forwarded": None, "referral.information_forward_failed": None,
 }
 ORDER = list(TARGET)  # ties in time are broken in this order: causes before effects
 AWAITING_PLATFORM = {S.dispatched, S.acknowledged, S.information_requested, S.escalated, S.appealed}

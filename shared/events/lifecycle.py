@@ -146,6 +146,31 @@ class InformationSupplied(EventData):
     evidence: list[Evidence] = Field(default_factory=list)
 
 
+class InformationForwarded(EventData):
+    """The agency's answer reached the platform, on the ticket that asked for it."""
+
+    event_type: ClassVar[str] = "referral.information_forwarded"
+
+    platform: Platform
+    adapter: str
+    ticket_id: str
+    answer_event_id: UUID = Field(description="The referral.information_supplied event forwarded.")
+    attempts: int = 1
+
+
+class InformationForwardFailed(EventData):
+    """The agency's answer could not be forwarded to the platform (the answer itself stays recorded)."""
+
+    event_type: ClassVar[str] = "referral.information_forward_failed"
+
+    platform: Platform | None = None
+    adapter: str
+    answer_event_id: UUID
+    reason: str
+    attempts: int = 1
+    permanent: bool = True
+
+
 class ReferralEscalated(EventData):
     """The agency escalates a pending referral: it is dispatched again, linked to the first."""
 
@@ -216,7 +241,8 @@ class ReferralClosed(EventData):
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.event_type: cls
     for cls in (ReferralSubmitted, ReferralDispatched, ReferralDispatchFailed, TakedownDecided,
-                TakedownInformationRequested, TakedownAcknowledged, InformationSupplied, ReferralEscalated,
+                TakedownInformationRequested, TakedownAcknowledged, InformationSupplied, InformationForwarded,
+                InformationForwardFailed, ReferralEscalated,
                 ReferralAppealed, ReferralWithdrawn, ReferralOverdue, ReferralExpired, ContentReappeared,
                 ContentStillDown, ReferralClosed)
 }

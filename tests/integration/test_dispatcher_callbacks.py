@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import select
 
 from services.dispatcher import db
@@ -24,15 +23,14 @@ from services.dispatcher.adapters.registry import AdapterRegistry
 from services.dispatcher.adapters.webhook import WebhookAdapter, WebhookConfig
 from services.dispatcher.app import MIGRATIONS, create_app
 from services.dispatcher.config import DispatcherSettings
-from services.dispatcher.outbound import Outbound
-from services.dispatcher.service import DispatchService
+from services.dispatcher.decisions import Decisions
 from services.sandbox.app import create_app as create_sandbox
 from services.sandbox.config import SandboxSettings
 from shared import db as shared_db
 from shared import topics, webhooks
 from shared.embedded import free_port
 from shared.events import Platform
-from tests.fakes import RecordingBroker, referral
+from tests.fakes import referral
 from tests.integration.test_dispatcher import submit, wait_for_events
 from tests.support import serving
 
@@ -159,20 +157,7 @@ async def test_a_meta_callback_is_taken_once_checked_for_staleness_and_verified_
     assert rotated_out.status_code == 202, rotated_out.text
 
 
-# -- what is remembered: not a callback answered 503, and an accepted one only while it is fresh --------
-
-@dataclass
-class BrokerDownOnce(RecordingBroker):
-    """Kafka unreachable for the first publish, as in an outage the route answers 503 to."""
-
-    down: bool = True
-
-    async def publish(self, message: bytes, topic: str, **options) -> None:
-        if self.down:
-            self.down = False
-            raise KafkaConnectionError("broker down")
-        await super().publish(message, topic, **options)
-
+# -- what is remembered: an accepted callback with its decision, and only while a replay is fresh --------
 
 @pytest.fixture
 async def sessions(database_url):
@@ -182,22 +167,26 @@ async def sessions(database_url):
     await engine.dispose()
 
 
-async def test_a_callback_that_failed_to_publish_is_taken_when_the_platform_posts_it_again(sessions):
-    registry, broker = AdapterRegistry(), BrokerDownOnce()
+async def test_a_callback_is_taken_with_kafka_down_its_decision_kept_in_the_outbox_and_a_replay_refused(sessions):
+    registry = AdapterRegistry()
     registry.register(WebhookAdapter(WebhookConfig()))
-    service = DispatchService(registry, {}, Outbound(broker), sessions)
+    decisions = Decisions(registry, {}, sessions)  # no broker at all: the decision waits in the outbox
     ref = referral(Platform.other)
     async with sessions() as session, session.begin():
         await db.open_ticket(session, "other", "W1", ref.referral_id, "webhook", None)
     body = webhook_callback(str(ref.referral_id), "W1")
     headers = signed(body)
 
-    with pytest.raises(KafkaConnectionError):
-        await service.callback(Platform.other, headers, body)
-    assert await service.callback(Platform.other, headers, body) == 1
+    verified = decisions.verify_callback(Platform.other, headers, body)
+    assert await decisions.accept_callback(Platform.other, verified) == 1
     with pytest.raises(InvalidCallback, match="replayed"):
-        await service.callback(Platform.other, headers, body)
-    assert [e.data.ticket_id for e in broker.events(topics.TAKEDOWN_DECISIONS)] == ["W1"]
+        await decisions.accept_callback(Platform.other, decisions.verify_callback(Platform.other, headers, body))
+    async with sessions() as session:
+        queued = (await session.execute(select(db.OUTBOX.table))).all()
+        [status] = (await session.execute(select(db.tickets.c.status))).scalars()
+    assert [(row.topic, row.headers["ce_type"], row.awaiting) for row in queued] == [
+        (topics.TAKEDOWN_DECISIONS, "takedown.decided", ["outcomes"])]
+    assert status == db.DECIDED
 
 
 async def test_an_accepted_callback_is_forgotten_once_a_replay_of_it_would_be_stale_anyway(sessions):

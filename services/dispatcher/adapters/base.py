@@ -123,6 +123,7 @@ class PlatformAdapter(ABC):
     decisions: ClassVar[DecisionMode]
     Config: ClassVar[type[AdapterConfig]] = AdapterConfig
     default_platforms: ClassVar[tuple[Platform, ...]] = ()
+    has_status_api: ClassVar[bool] = False  # poll() answers for its tickets (a webhook platform too)
 
     def __init__(self, config: AdapterConfig, platforms: tuple[Platform, ...] | None = None):
         self.config = config

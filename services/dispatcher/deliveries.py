@@ -1,0 +1,149 @@
+"""Every delivery the dispatcher owes, in Postgres: each report (a referral's dispatch) and each
+agency answer to forward, with its state, so that nothing depends on a record staying on Kafka.
+
+A delivery is `due` from the moment its event is routed until the platform has it (`reported`,
+then `decided`; an answer: `delivered`) or it was given up (`failed`). Its `due_at` is when it must
+have made progress: a lane taking it pushes that on, a retry sets it past its next attempt, and
+a due delivery past it is put back on its lane by the reconciler (reconciler.py).
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import (Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, and_, func, select,
+                        text, update)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import insert_arrays
+from shared.outbox import MAX_BACKOFF_DOUBLINGS
+
+REPORT, ANSWER = "report", "answer"
+DUE, REPORTED, DECIDED, DELIVERED, FAILED = "due", "reported", "decided", "delivered", "failed"
+
+
+def deliveries_table(metadata: MetaData) -> Table:
+    table = Table(
+        "deliveries", metadata,
+        Column("event_id", PgUUID(as_uuid=True), primary_key=True),
+        Column("kind", String(16), nullable=False),
+        Column("referral_id", PgUUID(as_uuid=True), nullable=False),
+        Column("dispatch", Integer, nullable=False),
+        Column("platform", String(32), nullable=False),
+        Column("state", String(16), nullable=False),
+        Column("ticket_id", String(200)),
+        Column("attempt", Integer, nullable=False, server_default="1"),
+        Column("key", LargeBinary),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("due_at", DateTime(timezone=True), nullable=False),
+        Column("redrives", Integer, nullable=False, server_default="0"),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Index("deliveries_due", table.c.due_at, postgresql_where=table.c.state == DUE)
+    Index("deliveries_ticket", table.c.platform, table.c.ticket_id)
+    Index("deliveries_referral", table.c.referral_id)
+    return table
+
+
+@dataclass(frozen=True)
+class Owed:
+    """A delivery to remember: what asked for it and the lane record that carries it."""
+
+    event_id: UUID
+    kind: str
+    referral_id: UUID
+    dispatch: int
+    platform: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+
+class Deliveries:
+    """The statements on the deliveries table, each prepared once."""
+
+    COLUMNS = ("event_id", "kind", "referral_id", "dispatch", "platform", "state", "key", "value", "headers",
+               "due_at")
+
+    def __init__(self, table: Table):
+        self.table, name = table, table.fullname
+        # A delivery routed again (its event published again) keeps its row: the answer says its state.
+        self._owe = insert_arrays(table, self.COLUMNS, (
+            "ON CONFLICT (event_id) DO UPDATE SET updated_at = deliveries.updated_at RETURNING event_id, state"),
+            sent_as={"headers": ("VARCHAR", "CAST(headers AS JSONB)"),
+                     "due_at": ("FLOAT", "now() + make_interval(secs => due_at)")})
+        # The lane takes the due ones (and, from before this table, unknown ones) and holds them a while.
+        self._take = text(
+            f"WITH given AS (SELECT unnest(CAST(:ids AS UUID[])) AS event_id), "
+            f"taken AS (UPDATE {name} d SET due_at = now() + make_interval(secs => :hold), updated_at = now() "
+            f"FROM given g WHERE d.event_id = g.event_id AND d.state = '{DUE}' RETURNING d.event_id) "
+            f"SELECT g.event_id FROM given g WHERE g.event_id IN (SELECT event_id FROM taken) "
+            f"OR NOT EXISTS (SELECT 1 FROM {name} d WHERE d.event_id = g.event_id)")
+        self._redriven = text(
+            f"UPDATE {name} SET redrives = redrives + 1, updated_at = now(), due_at = now() + make_interval(secs => "
+            f":after * power(2, least(redrives, {MAX_BACKOFF_DOUBLINGS}))) WHERE event_id = ANY(CAST(:ids AS UUID[]))")
+
+    async def owe(self, session: AsyncSession, owed: Sequence[Owed], within_s: float) -> dict[UUID, str]:
+        """Remember deliveries (once per event); each one's state, new ones `due` within within_s."""
+        unique = list({o.event_id: o for o in owed}.values())
+        if not unique:
+            return {}
+        rows = await session.execute(self._owe, {
+            "event_id": [o.event_id for o in unique], "kind": [o.kind for o in unique],
+            "referral_id": [o.referral_id for o in unique], "dispatch": [o.dispatch for o in unique],
+            "platform": [o.platform for o in unique], "state": [DUE] * len(unique), "key": [o.key for o in unique],
+            "value": [o.value for o in unique], "headers": [json.dumps(o.headers) for o in unique],
+            "due_at": [within_s] * len(unique)})
+        return {r.event_id: r.state for r in rows}
+
+    async def take(self, session: AsyncSession, event_ids: Sequence[UUID], hold_s: float) -> set[UUID]:
+        """Of these events, the deliveries still due, now held for hold_s before a re-drive."""
+        return set((await session.execute(self._take, {"ids": list(event_ids), "hold": hold_s})).scalars())
+
+    async def set_state(self, session: AsyncSession, event_id: UUID, state: str, ticket_id: str | None = None) -> None:
+        t = self.table
+        values = {"state": state, "updated_at": func.now(), **({"ticket_id": ticket_id} if ticket_id else {})}
+        await session.execute(update(t).where(t.c.event_id == event_id).values(**values))
+
+    async def retry_at(self, session: AsyncSession, event_id: UUID, attempt: int, due_in_s: float) -> None:
+        """A delivery waiting for its next attempt: not stuck before due_in_s from now."""
+        t = self.table
+        await session.execute(update(t).where(and_(t.c.event_id == event_id, t.c.state == DUE)).values(
+            attempt=attempt, updated_at=func.now(), due_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, due_in_s)))
+
+    async def decided(self, session: AsyncSession, platform: str, ticket_ids: Sequence[str]) -> None:
+        t = self.table
+        await session.execute(update(t).where(and_(t.c.kind == REPORT, t.c.platform == platform,
+                                                   t.c.ticket_id.in_(list(ticket_ids)))).values(
+            state=DECIDED, updated_at=func.now()))
+
+    async def claim_stuck(self, session: AsyncSession, limit: int) -> list:
+        """Lock up to limit due deliveries past their due_at, skipping rows another instance holds."""
+        t = self.table
+        stmt = (select(t).where(and_(t.c.state == DUE, t.c.due_at <= func.now())).order_by(t.c.due_at)
+                .limit(limit).with_for_update(skip_locked=True))
+        return list(await session.execute(stmt))
+
+    async def redriven(self, session: AsyncSession, event_ids: Sequence[UUID], after_s: float) -> None:
+        await session.execute(self._redriven, {"ids": list(event_ids), "after": after_s})
+
+    async def platform_of(self, session: AsyncSession, referral_id: UUID) -> str | None:
+        """The platform a referral was reported to (its latest dispatch), if the dispatcher routed it."""
+        t = self.table
+        stmt = (select(t.c.platform).where(and_(t.c.referral_id == referral_id, t.c.kind == REPORT))
+                .order_by(t.c.dispatch.desc()).limit(1))
+        return (await session.execute(stmt)).scalar()
+
+    async def stuck(self, session: AsyncSession, older_than) -> list:
+        """Due deliveries older than older_than, per kind and platform: count, oldest, re-drives."""
+        t = self.table
+        stmt = (select(t.c.kind, t.c.platform, func.count().label("count"), func.min(t.c.created_at).label("oldest"),
+                       func.sum(t.c.redrives).label("redrives"))
+                .where(and_(t.c.state == DUE, t.c.created_at < older_than))
+                .group_by(t.c.kind, t.c.platform).order_by(t.c.kind, t.c.platform))
+        return list(await session.execute(stmt))

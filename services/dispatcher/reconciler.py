@@ -1,0 +1,58 @@
+"""The dispatcher's reconciler: a level-triggered loop beside the event-driven lanes.
+
+Every `reconcile_every_s` it claims deliveries still due past their `due_at` (a lane record lost
+with a broker, a crash between remembering a delivery and publishing it, a retry record lost)
+and puts them back on their lanes with the attempt they had reached, the same event id and so
+the same idempotency key: a platform that had the report answers with its first ticket. Each
+item's next re-drive waits twice as long. Claimed FOR UPDATE SKIP LOCKED: any number of
+dispatcher instances sweep together. Webhook tickets never decided are polled by the poller
+(decisions.py) once they are `webhook_poll_after_s` old; unconfirmed events are the relay's.
+"""
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.dispatcher import db
+from services.dispatcher.outbound import ATTEMPT, Outbound, Record
+from shared.reliability import backoff
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, sessions: async_sessionmaker, outbound: Outbound, redrive_after_s: float, batch: int = 500):
+        self.sessions, self.outbound, self.redrive_after_s, self.batch = sessions, outbound, redrive_after_s, batch
+        self.redriven = 0  # deliveries put back on their lanes since start
+
+    async def sweep(self) -> int:
+        """Put one batch of stuck deliveries back on their lanes; how many."""
+        async with self.sessions() as session, session.begin():
+            stuck = await db.DELIVERIES.claim_stuck(session, self.batch)
+            if not stuck:
+                return 0
+            await asyncio.gather(*(self.outbound.to_lane(row.platform, Record(
+                key=row.key, value=row.value, headers={**row.headers, ATTEMPT: str(row.attempt)})) for row in stuck))
+            await db.DELIVERIES.redriven(session, [row.event_id for row in stuck], self.redrive_after_s)
+        for row in stuck:
+            log.info("referral %s: %s to %s (dispatch %s, attempt %s) made no progress since %s; put back on its "
+                     "lane (re-drive %s)", row.referral_id, row.kind, row.platform, row.dispatch, row.attempt,
+                     row.updated_at.isoformat(timespec="seconds"), row.redrives + 1)
+        self.redriven += len(stuck)
+        return len(stuck)
+
+    async def run(self, every_s: float) -> None:
+        """Sweep until cancelled; a failing sweep is logged and tried again with backoff."""
+        failures = 0
+        while True:
+            try:
+                swept = await self.sweep()
+                failures = 0
+            except Exception:  # noqa: BLE001 - the reconciler must outlive any one bad sweep
+                failures += 1
+                log.exception("reconciler sweep failed (%s in a row)", failures)
+                await asyncio.sleep(backoff(failures, cap=30.0))
+                continue
+            if swept < self.batch:
+                await asyncio.sleep(every_s)
