@@ -10,6 +10,7 @@ from services.audit_cli import audit_app
 from services.dlq import dlq_app
 from services.keys_cli import keys_app
 from services.ops import lag
+from services.reconcile_cli import reconcile
 from services.seed import seed
 from shared.serving import configure_logging, serve
 
@@ -71,6 +72,7 @@ app.add_typer(audit_app, name="audit", help="Verify the audit trail's hash chain
 app.add_typer(keys_app, name="keys", help="API keys (create, list, revoke) and agencies' Kafka signing secrets.")
 app.command()(lag)
 app.command()(seed)
+app.command()(reconcile)
 
 
 def main() -> None:

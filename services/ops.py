@@ -54,14 +54,20 @@ async def read_to_end(consumer: AIOKafkaConsumer, starts: Mapping[TopicPartition
 
 def our_groups() -> dict[str, tuple[str, ...]]:
     """Each consumer group of ours and the topics it reads."""
-    groups = {topics.GROUP_INTAKE: topics.CONSUMED["intake"],
-              topics.GROUP_DISPATCHER: topics.CONSUMED["dispatcher"],
+    groups = {topics.GROUP_INTAKE: _without_receipts(topics.CONSUMED["intake"]),
+              topics.GROUP_DISPATCHER: _without_receipts(topics.CONSUMED["dispatcher"]),
               topics.GROUP_OUTCOMES: topics.CONSUMED["outcomes"]}
+    for service in ("intake", "dispatcher"):
+        groups[topics.receipts_group(service)] = (topics.RECEIPTS,)
     for platform in topics.PLATFORMS:
         groups[topics.lane_group(platform)] = (topics.lane(platform),)
         groups[topics.retry_group(platform)] = (topics.retry_lane(platform),)
     groups[REPLAY_GROUP] = topics.DEAD_LETTER_TOPICS  # its lag: dead letters not replayed yet
     return groups
+
+
+def _without_receipts(read: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(t for t in read if t != topics.RECEIPTS)  # read in a group of their own
 
 
 @dataclass(frozen=True)

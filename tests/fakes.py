@@ -9,7 +9,8 @@ from uuid import UUID, uuid4
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, Decision, DecisionMode, DeliveryError,
                                                InformationRequest, InvalidCallback, PlatformAdapter, PlatformAnswer,
                                                Receipt, VerifiedCallback)
-from shared.events import Category, Event, NoActionReason, Platform, ReferralSubmitted, Visibility, from_kafka
+from shared.events import (Category, Event, InformationSupplied, NoActionReason, Platform, ReferralSubmitted, Visibility,
+                           from_kafka)
 
 SIGNATURE = "x-fake-signature"
 DELIVERY = "x-fake-delivery"  # the callback's id, when a test wants replays recognised
@@ -59,6 +60,7 @@ class FakeAdapter(PlatformAdapter):
         self.poll_answers = list(poll_answers or [])  # "open", "removed" or "information" per poll
         self.calls: list[ReferralSubmitted] = []
         self.polls: list[str] = []
+        self.answers: list[tuple[str, str, str]] = []  # (ticket, answer, idempotency key) as forwarded
         self.closed = False
 
     async def submit(self, referral: ReferralSubmitted) -> Receipt:
@@ -69,6 +71,9 @@ class FakeAdapter(PlatformAdapter):
         ticket = f"{answer}-{referral.delivery_key}"
         decision = removal(ticket, referral.referral_id) if self.answer_in_receipt else None
         return Receipt(ticket_id=ticket, answer=decision)
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        self.answers.append((ticket_id, supplied.answer, idempotency_key))
 
     async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
         self.polls.append(ticket_id)

@@ -4,11 +4,12 @@ operators record answers platforms gave by e-mail (proved by their bearer token)
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 
 from services.dispatcher.adapters.answers import InvalidAnswer
 from services.dispatcher.adapters.base import Decision, InvalidCallback, VerifiedCallback
 from services.dispatcher.adapters.registry import UnknownPlatform
+from services.dispatcher import reconciler
 from services.dispatcher.decisions import Decisions, NotAnsweredByHand, UnknownTicket
 from shared.auth import DENIED, Caller, Role, guard, require
 from shared.events import Platform, StoredText
@@ -88,3 +89,12 @@ async def record_answer(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     kind = "decision" if isinstance(answer, Decision) else "information_request"
     return {"status": "accepted", "recorded": kind, "referral_id": str(answer.referral_id)}
+
+
+@operators.get("/operators/stuck")
+async def stuck_work(request: Request, older_than_s: Annotated[float | None, Query(ge=0)] = None) -> list[dict]:
+    """What made no progress within the bound (default REDRIVE_AFTER_S), per step and platform: due
+    deliveries, undecided tickets, events outcomes has not confirmed (as `takedown reconcile`)."""
+    bound = request.app.state.redrive_after_s if older_than_s is None else older_than_s
+    async with request.app.state.sessions() as session:
+        return [row.as_json() for row in await reconciler.stuck(session, bound)]

@@ -11,12 +11,15 @@ dispatcher instances sweep together. Webhook tickets never decided are polled by
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import and_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher import db
 from services.dispatcher.outbound import ATTEMPT, Outbound, Record
 from shared.reliability import backoff
+from shared.stuck import Stuck, cutoff, outbox_now, outbox_stuck
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +59,28 @@ class Reconciler:
                 continue
             if swept < self.batch:
                 await asyncio.sleep(every_s)
+
+
+STEPS = {"report": "dispatcher: report due, not delivered", "answer": "dispatcher: answer due, not forwarded"}
+
+
+async def stuck(session: AsyncSession, older_than_s: float) -> list[Stuck]:
+    """What the dispatcher holds that made no progress within the bound, per step and platform."""
+    since = cutoff(older_than_s)
+    rows = [Stuck(STEPS[r.kind], r.platform, r.count, r.oldest, r.redrives or 0)
+            for r in await db.DELIVERIES.stuck(session, since)]
+    rows += [Stuck("platform: reported, no decision" + (" (polled)" if r.polled else " (waiting for a callback)"),
+                   r.platform, r.count, r.oldest, r.polls or 0) for r in await db.undecided(session, since)]
+    return rows + await outbox_stuck(session, db.OUTBOX, "dispatcher", older_than_s)
+
+
+async def drive_on(session: AsyncSession, older_than_s: float) -> int:
+    """Make everything stuck longer than the bound due at once (the services' loops take it from
+    there): deliveries, polls of undecided tickets that are polled, unconfirmed events."""
+    now, since = datetime.now(UTC), cutoff(older_than_s)
+    d, t = db.DELIVERIES.table, db.tickets
+    moved = (await session.execute(update(d).where(and_(d.c.state == "due", d.c.created_at < since))
+                                   .values(due_at=now))).rowcount
+    moved += (await session.execute(update(t).where(and_(t.c.polled, t.c.status != db.DECIDED,
+                                                         t.c.created_at < since)).values(next_poll_at=now))).rowcount
+    return moved + await outbox_now(session, db.OUTBOX, older_than_s)

@@ -87,11 +87,17 @@ class DispatchService:
 
     async def take(self, records: Sequence[Record]) -> list[Record]:
         """The records of a lane batch still due (others were delivered already: a re-drive or a
-        redelivery), each held for its lane a while before the reconciler would put it back."""
+        redelivery), once each, held for its lane a while before the reconciler would put it back.
+        (Another instance may hold a copy too: the platform's idempotency key makes that one report.)"""
         ids = [r.event_id for r in records if r.event_id is not None]
         async with self.sessions() as session, session.begin():
             due = await db.DELIVERIES.take(session, ids, self.timing.redrive_after_s)
-        return [r for r in records if r.event_id is None or r.event_id in due]
+        taken, seen = [], set()
+        for record in records:
+            if record.event_id is None or (record.event_id in due and record.event_id not in seen):
+                taken.append(record)
+                seen.add(record.event_id)
+        return taken
 
     async def deliver(self, event: Event, record: Record) -> None:
         """One delivery attempt from a lane (a report or an answer); record what came of it."""

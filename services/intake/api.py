@@ -1,17 +1,21 @@
 """Intake's HTTP routes: thin, they validate and call the service."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.intake.db import OUTBOX
 from services.intake.domain import Submission
 from services.intake.service import IntakeService, WrongAgency, own_agency, validate_each
 from shared.auth import DENIED, Caller, Role, require
+from shared.stuck import outbox_stuck
 
 BATCH_MAX = 1000
 router = APIRouter(prefix="/v1", tags=["referrals"], dependencies=[require(Role.agency)], responses=DENIED)
+operators = APIRouter(prefix="/v1/operators", tags=["operators"], dependencies=[require(Role.operator)],
+                      responses=DENIED)
 
 
 class ReferralAccepted(BaseModel):
@@ -97,3 +101,12 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
         FieldError(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"])
         for e in exc.errors()
     ]
+
+
+@operators.get("/stuck")
+async def stuck_work(request: Request, older_than_s: Annotated[float | None, Query(ge=0)] = None) -> list[dict]:
+    """Events the dispatcher or outcomes has not confirmed within the bound (default REDRIVE_AFTER_S),
+    per topic and reader: they are published again until confirmed (as `takedown reconcile`)."""
+    bound = request.app.state.redrive_after_s if older_than_s is None else older_than_s
+    async with request.app.state.sessions() as session:
+        return [row.as_json() for row in await outbox_stuck(session, OUTBOX, "intake", bound)]

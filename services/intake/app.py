@@ -54,9 +54,10 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     app = FastAPI(title="takedown intake", version="1", lifespan=lifespan)
     app.state.intake, app.state.relay, app.state.sessions = service, relay, sessions
-    app.state.max_redispatches = settings.max_redispatches
+    app.state.max_redispatches, app.state.redrive_after_s = settings.max_redispatches, settings.redrive_after_s
     app.include_router(api.router)
     app.include_router(actions.router)
+    app.include_router(api.operators)
 
     install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
     limit_body(app, settings.max_body_bytes)
