@@ -65,6 +65,10 @@ class OutcomesSettings(BaseServiceSettings):
         True, description="Run the deadline and stays-down scheduler in this instance (several may: ids are stable).")
     scheduler_tick_s: float = Field(5.0, gt=0, description="How often deadlines and stays-down checks are looked at.")
     scheduler_batch: int = Field(500, ge=1, description="Referrals read at a time by the scheduler.")
+    scheduler_republish_s: float = Field(
+        300.0, gt=0, description="An event the scheduler published that is still not recorded after this long is "
+                                 "published again (a content check made again): a lost event is made again, a "
+                                 "consumer that lags is not sent a copy every tick.")
 
     @field_validator("deadline_overrides", mode="before")
     @classmethod

@@ -5,8 +5,10 @@ restrictions with checks still to make), works out what is due with the pure fun
 deadlines.py and staysdown.py, and publishes the events to REFERRALS_LIFECYCLE, which outcomes
 itself consumes and records like any other. The events' ids are derived from what they record,
 so a restart or a second instance publishing the same event again changes nothing: outcomes
-records an event id once. A failing tick is logged and retried with backoff; so is a failing
-stays-down check, each on its own (staysdown.Retries), not again every tick.
+records an event id once. What is due is worked out from the database every tick (level
+triggered), so an event published but never recorded is due again: it is published again once
+SCHEDULER_REPUBLISH_S has passed (Published). A failing tick is logged and retried with backoff;
+so is a failing stays-down check, each on its own (staysdown.Retries), not again every tick.
 """
 
 import asyncio
@@ -34,8 +36,34 @@ from shared.kafka import publish_event
 from shared.reliability import backoff
 
 log = logging.getLogger(__name__)
-REMEMBERED = 100_000  # ids of events this instance published, not published again while remembered
+REMEMBERED = 100_000  # ids of events this instance published lately
 r = referrals.c
+
+
+class Published:
+    """The events this instance published lately, by id, and when (seconds on a monotonic clock).
+
+    While outcomes has not recorded an event yet, the next tick finds it due again. Publishing it
+    (or making its content check) again every tick would flood a consumer that lags, so an event
+    is held back for hold_s after it was published; after that it is taken for lost (dead-lettered,
+    or published to a broker that lost it) and made again. Kept in memory: a restart only makes
+    each event not yet recorded once more, which outcomes records once.
+    """
+
+    def __init__(self, hold_s: float, remembered: int = REMEMBERED):
+        self.hold_s, self.remembered = hold_s, remembered
+        self._at: dict[UUID, float] = {}
+
+    def recently(self, event_id: UUID, now: float) -> bool:
+        """Whether event_id was published less than hold_s before now."""
+        return now < self._at.get(event_id, -float("inf")) + self.hold_s
+
+    def add(self, event_id: UUID, now: float) -> None:
+        """Remember that event_id was published at now."""
+        self._at.pop(event_id, None)  # to the end: the oldest is forgotten first
+        self._at[event_id] = now
+        if len(self._at) > self.remembered:  # forgotten early: merely published again sooner
+            del self._at[next(iter(self._at))]
 
 
 class Scheduler:
@@ -45,7 +73,7 @@ class Scheduler:
         self.policy, self.offsets = settings.deadline_policy(), list(settings.stays_down_checks_s)
         self.tick_s, self.batch = settings.scheduler_tick_s, settings.scheduler_batch
         self.concurrency, self.enabled = settings.content_check_concurrency, settings.scheduler_enabled
-        self.published: dict[UUID, None] = {}
+        self.published = Published(settings.scheduler_republish_s)
         self.retries = Retries(settings.content_check_retry_s, settings.content_check_retry_max_s)
         self.task: asyncio.Task | None = None
 
@@ -117,8 +145,8 @@ class Scheduler:
             number = due_check(row, self.offsets, row["done"], now)
             if number is None:
                 continue
-            check = check_id(row["referral_id"], row["decided_at"], number)
-            if check not in self.published and self.retries.ready(check, time.monotonic()):
+            check, now_s = check_id(row["referral_id"], row["decided_at"], number), time.monotonic()
+            if not self.published.recently(check, now_s) and self.retries.ready(check, now_s):
                 checks.append((row, number))
         return checks
 
@@ -138,13 +166,11 @@ class Scheduler:
                                                datetime.now(UTC)))
 
     async def _publish(self, event: Event) -> int:
-        if event.id in self.published:
+        if self.published.recently(event.id, time.monotonic()):
             return 0
         await publish_event(self.broker, topics.REFERRALS_LIFECYCLE, event)
         log.info("referral %s: published %s %s", event.referral_id, event.type, event.id)
-        self.published[event.id] = None
-        if len(self.published) > REMEMBERED:
-            del self.published[next(iter(self.published))]
+        self.published.add(event.id, time.monotonic())
         return 1
 
     async def _batches(self, query: Select) -> AsyncIterator[list[dict[str, Any]]]:
