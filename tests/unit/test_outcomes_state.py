@@ -212,7 +212,8 @@ def test_a_check_that_found_the_content_gone_after_the_decision_is_kept_in_the_h
 
     assert (after_decision["status"], after_withdrawal["status"]) == ("decided", "withdrawn")
     assert after_decision["anomalies"] == after_withdrawal["anomalies"] == []
-    assert "gone_without_reply" not in [t["to"] for t in after_decision["transitions"] + after_withdrawal["transitions"]]
+    transitions = after_decision["transitions"] + after_withdrawal["transitions"]
+    assert "gone_without_reply" not in [t["to"] for t in transitions]
 
 
 def test_the_agency_may_still_escalate_or_close_a_referral_whose_content_is_gone():
