@@ -61,7 +61,7 @@ class UpChecks:
     up changes nothing about the referral, so it is no event, and it is not worth a write per
     check either. What a restart loses is which checks were made: each waiting referral then has
     its latest due check made once more, one extra request per referral, at the concurrency of
-    every check; none is skipped. Two instances each make every check (as with stays-down
+    every check; a restart never makes a check be skipped. Two instances each make every check (as with stays-down
     checks); what they find is recorded once, under one event id. A referral is known by its
     dispatch time too, so a new dispatch (after an escalation or an appeal) starts its checks
     again. Beyond `remembered` referrals the longest-unchecked is forgotten: merely checked again.
