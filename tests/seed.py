@@ -33,7 +33,8 @@ EVENT_OF = {"submitted": "referral.submitted", "dispatched": "referral.dispatche
             "dispatch_failed": "referral.dispatch_failed", "acknowledged": "takedown.acknowledged",
             "information_requested": "takedown.information_requested", "decided": "takedown.decided",
             "escalated": "referral.escalated", "appealed": "referral.appealed", "reopened": "content.reappeared",
-            "expired": "referral.expired", "withdrawn": "referral.withdrawn", "closed": "referral.closed"}
+            "expired": "referral.expired", "withdrawn": "referral.withdrawn", "closed": "referral.closed",
+            "gone_without_reply": "content.gone_without_reply"}
 TIME_OF = {"dispatched": "dispatched_at", "acknowledged": "acknowledged_at",
            "information_requested": "information_requested_at", "decided": "decided_at", "closed": "closed_at"}
 H = timedelta(hours=1)
@@ -44,7 +45,7 @@ def referral(key: str, submitted_at: datetime | None, steps: list[tuple[str, tim
     """A state row as the outcomes fold leaves it after `steps` (status, time after submission).
 
     `fate` (not a column) is where the seed says the referral ended up: its outcome, pending, expired,
-    withdrawn or closed_without_decision; tests count by it.
+    withdrawn, closed_without_decision or removed_without_reply; tests count by it.
     """
     row = dict.fromkeys(COLUMNS)
     base = submitted_at or datetime(2020, 3, 1, tzinfo=UTC)
@@ -135,6 +136,14 @@ def europol_x() -> list[dict]:
         x("failed-closed", 24, [("dispatch_failed", H), ("closed", 48 * H)], failure_reason="HTTP 410",
           fate="closed_without_decision"),
         x("failed", 25, [("dispatch_failed", H)], failure_reason="HTTP 503"),
+        # Content a liveness check found gone before the platform replied, then left so, closed, withdrawn or decided.
+        x("gone", 27, [("dispatched", H), ("gone_without_reply", 2 * H)], fate="removed_without_reply"),
+        x("gone-closed", 27, [("dispatched", H), ("gone_without_reply", 2 * H), ("closed", 48 * H)],
+          fate="removed_without_reply"),
+        x("gone-withdrawn", 28, [("dispatched", H), ("gone_without_reply", 2 * H), ("withdrawn", 3 * H)],
+          fate="removed_without_reply"),
+        x("gone-decided", 29, [("dispatched", H), ("gone_without_reply", 2 * H), ("decided", 30 * H)],
+          outcome="rejected", reason="content_not_found"),
         x("submitted", 26, []),
     ]
     rows[0]["canonical_url"], rows[-1]["canonical_url"] = "https://x.com/a_b%/status/1", "https://x.com/aXbY/status/2"
@@ -222,7 +231,8 @@ def attrition_figures(rows: list[dict]) -> dict:
             "pending": fates["pending"],
             "information_requested": sum(r["fate"] == "pending" and r["status"] == "information_requested"
                                          for r in rows),
-            **{f: fates[f] for f in ("expired", "withdrawn", "closed_without_decision")},
+            **{f: fates[f] for f in ("expired", "withdrawn", "closed_without_decision", "removed_without_reply")},
+            "gone_before_reply": sum(any(t["to"] == "gone_without_reply" for t in r["transitions"]) for r in rows),
             "decisions_timed": len(hours),
             "median_hours_to_decision": round(percentile(hours, 0.5), 2) if hours else None,
             "p90_hours_to_decision": round(percentile(hours, 0.9), 2) if hours else None,

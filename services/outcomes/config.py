@@ -46,12 +46,17 @@ class OutcomesSettings(BaseServiceSettings):
     stays_down_checks_s: list[PositiveFloat] = Field(
         default_factory=lambda: [DAY * 3600, 7 * DAY * 3600],
         description="Seconds after a removal or restriction at which its URL is checked again, e.g. '[86400, 604800]'.")
+    liveness_checks_s: list[PositiveFloat] = Field(
+        default_factory=lambda: [3600.0, DAY * 3600, 3 * DAY * 3600, 7 * DAY * 3600, 14 * DAY * 3600],
+        description="Seconds after a dispatch at which a referral still waiting for the platform's decision has its "
+                    "URL checked; content found gone is recorded as content.gone_without_reply. Default an hour, a "
+                    "day, 3, 7 and 14 days; '[]' switches liveness checks off.")
     content_check_url: str = Field(
-        "{url}", description="What a stays-down check GETs; {url} is the canonical URL (percent-encoded unless "
+        "{url}", description="What a content check GETs; {url} is the canonical URL (percent-encoded unless "
                              "the template starts with it). Sandbox: http://127.0.0.1:8090/content?url={url}")
     content_check_timeout_s: float = Field(
         10.0, gt=0, description="The whole of one check, redirects and body included, must finish within this.")
-    content_check_concurrency: int = Field(8, ge=1, description="Most stays-down checks under way at once.")
+    content_check_concurrency: int = Field(8, ge=1, description="Most content checks under way at once.")
     content_check_retry_s: float = Field(
         60.0, gt=0, description="A failed check waits about this long before it is tried again, twice as long after "
                                 "each further failure, up to content_check_retry_max_s.")
@@ -62,9 +67,13 @@ class OutcomesSettings(BaseServiceSettings):
         description="host:port entries a check may reach although they are not public addresses, comma-separated, "
                     "e.g. FETCH_ALLOW=127.0.0.1:8090 for the sandbox (`takedown run` sets it). See shared/fetch.py.")
     scheduler_enabled: bool = Field(
-        True, description="Run the deadline and stays-down scheduler in this instance (several may: ids are stable).")
-    scheduler_tick_s: float = Field(5.0, gt=0, description="How often deadlines and stays-down checks are looked at.")
+        True, description="Run the deadline and content-check scheduler here (several instances may: ids are stable).")
+    scheduler_tick_s: float = Field(5.0, gt=0, description="How often deadlines and content checks are looked at.")
     scheduler_batch: int = Field(500, ge=1, description="Referrals read at a time by the scheduler.")
+    scheduler_republish_s: float = Field(
+        300.0, gt=0, description="An event the scheduler published that is still not recorded after this long is "
+                                 "published again (a content check made again): a lost event is made again, a "
+                                 "consumer that lags is not sent a copy every tick.")
 
     @field_validator("deadline_overrides", mode="before")
     @classmethod
@@ -105,11 +114,11 @@ class OutcomesSettings(BaseServiceSettings):
             netpolicy.allow_entry(entry)  # a typo fails at start, not as a refused check a day later
         return [entry.strip() for entry in value]
 
-    @field_validator("stays_down_checks_s")
+    @field_validator("stays_down_checks_s", "liveness_checks_s")
     @classmethod
     def _ascending(cls, value: list[float]) -> list[float]:
         if any(b <= a for a, b in zip(value, value[1:])):
-            raise ValueError("stays-down checks must be in increasing order")
+            raise ValueError("checks must be in increasing order")
         return value
 
     def fetch_settings(self) -> FetchSettings:

@@ -21,6 +21,7 @@ from shared.events import Event, ReferralExpired, ReferralOverdue, actor
 SOURCE = "/takedown/outcomes"
 SERVICE = actor("service", "outcomes")
 # Waiting for the platform with the clock running (information_requested: the clock is paused).
+# Not gone_without_reply: content found gone is not chased, though the platform has not decided.
 WAITING = frozenset({Status.submitted, Status.dispatch_failed, Status.dispatched, Status.acknowledged,
                      Status.escalated, Status.appealed})
 PAUSED = Status.information_requested

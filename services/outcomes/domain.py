@@ -4,6 +4,11 @@ Events are folded in the order they happened (time, then a fixed rank of event t
 event id), never in the order they arrived, so any arrival order gives the same state. An event
 that is not a legal move from the status at that moment leaves the status alone and is listed
 as an anomaly; nothing stops. See docs/lifecycle.md.
+
+Content found gone before the platform decided (gone_without_reply) is not a decision: a later
+decision still moves the referral to decided. Until then the platform's other answers
+(acknowledgement, a request for information) and the agency's reply to one are recorded as facts
+and the status stays: nothing more is chased for content that is gone.
 """
 
 from enum import StrEnum
@@ -21,6 +26,7 @@ class Status(StrEnum):
     decided = "decided"
     escalated = "escalated"
     appealed = "appealed"
+    gone_without_reply = "gone_without_reply"
     reopened = "reopened"
     expired = "expired"
     withdrawn = "withdrawn"
@@ -33,7 +39,8 @@ TARGET: dict[str, Status | None] = {
     "referral.submitted": S.submitted, "referral.dispatch_failed": S.dispatch_failed,
     "referral.dispatched": S.dispatched, "takedown.acknowledged": S.acknowledged,
     "takedown.information_requested": S.information_requested, "referral.information_supplied": S.acknowledged,
-    "takedown.decided": S.decided, "referral.escalated": S.escalated, "referral.appealed": S.appealed,
+    "content.gone_without_reply": S.gone_without_reply, "takedown.decided": S.decided,
+    "referral.escalated": S.escalated, "referral.appealed": S.appealed,
     "content.reappeared": S.reopened, "referral.expired": S.expired, "referral.withdrawn": S.withdrawn,
     "referral.closed": S.closed, "referral.overdue": None, "content.still_down": None,
     "referral.information_forwarded": None, "referral.information_forward_failed": None,
@@ -43,18 +50,27 @@ AWAITING_PLATFORM = {S.dispatched, S.acknowledged, S.information_requested, S.es
 # Platform answers may carry clocks a little behind ours, so they may seem to come before the
 # dispatch: that is allowed from submitted and dispatch_failed, not flagged.
 PLATFORM_ANSWERS = {S.acknowledged, S.information_requested, S.decided}
+# Liveness checks run while the platform is awaited; a check that raced an expiry may land after it.
+GONE_FROM = {*AWAITING_PLATFORM, S.expired}
+# While the content is gone without a reply these only add facts: the platform has still not decided.
+WHILE_GONE = {S.acknowledged, S.information_requested}
 ALLOWED: dict[Status, set[Status]] = {
     S.submitted: {S.dispatched, S.dispatch_failed, S.withdrawn, S.expired, S.escalated, *PLATFORM_ANSWERS},
     S.dispatch_failed: {S.dispatch_failed, S.dispatched, S.withdrawn, S.closed, S.escalated, *PLATFORM_ANSWERS},
     S.dispatched: {S.dispatched, S.acknowledged, S.information_requested, S.decided, S.expired, S.withdrawn,
-                   S.escalated},
-    S.acknowledged: {S.acknowledged, S.information_requested, S.decided, S.expired, S.withdrawn, S.escalated},
-    S.information_requested: {S.information_requested, S.acknowledged, S.decided, S.expired, S.withdrawn},
+                   S.escalated, S.gone_without_reply},
+    S.acknowledged: {S.acknowledged, S.information_requested, S.decided, S.expired, S.withdrawn, S.escalated,
+                     S.gone_without_reply},
+    S.information_requested: {S.information_requested, S.acknowledged, S.decided, S.expired, S.withdrawn,
+                              S.gone_without_reply},
     S.decided: {S.decided, S.appealed, S.reopened, S.closed},
-    S.escalated: {S.dispatched, S.dispatch_failed, S.acknowledged, S.information_requested, S.decided, S.withdrawn},
-    S.appealed: {S.dispatched, S.dispatch_failed, S.acknowledged, S.information_requested, S.decided, S.withdrawn},
+    S.escalated: {S.dispatched, S.dispatch_failed, S.acknowledged, S.information_requested, S.decided, S.withdrawn,
+                  S.gone_without_reply},
+    S.appealed: {S.dispatched, S.dispatch_failed, S.acknowledged, S.information_requested, S.decided, S.withdrawn,
+                 S.gone_without_reply},
+    S.gone_without_reply: {S.decided, S.escalated, S.withdrawn, S.closed},
     S.reopened: {S.escalated, S.closed},
-    S.expired: {S.decided, S.closed},
+    S.expired: {S.decided, S.closed, S.gone_without_reply},
     S.withdrawn: {S.closed},
     S.closed: set(),
 }
@@ -81,11 +97,7 @@ def _apply(state: dict[str, Any], event: Event) -> None:
     state["referral_id"] = event.referral_id
     state["last_event_at"] = event.time
     target, current = TARGET[event.type], Status(state["status"]) if state["status"] else None
-    if event.type == "referral.dispatched" and current in PLATFORM_ANSWERS and (
-            state["ticket_id"] == event.data.ticket_id):
-        # The platform had answered on this very ticket first: its clock is behind ours, or the
-        # dispatch was written down late (a dispatcher restarted and reported again, and the
-        # platform answered the replay with the ticket it had). A late record, not a step back.
+    if _facts_only(event, current, state):
         _record_facts(state, event)
         return
     if target is not None:
@@ -99,6 +111,19 @@ def _apply(state: dict[str, Any], event: Event) -> None:
                                      "event_type": event.type, "event_id": str(event.id)})
         state["status"] = target.value
     _record_facts(state, event)
+
+
+def _facts_only(event: Event, current: Status | None, state: dict[str, Any]) -> bool:
+    """Whether event adds facts without moving the status, and without being an anomaly."""
+    if event.type == "referral.dispatched" and current in PLATFORM_ANSWERS:
+        # The platform had answered on this very ticket first: its clock is behind ours, or the
+        # dispatch was written down late (a dispatcher restarted and reported again, and the
+        # platform answered the replay with the ticket it had). A late record, not a step back.
+        return state["ticket_id"] == event.data.ticket_id
+    if event.type == "content.gone_without_reply":
+        # A check that raced the platform's decision or the agency's last word: it only saw their effect.
+        return current is not None and current not in GONE_FROM
+    return current is S.gone_without_reply and TARGET[event.type] in WHILE_GONE
 
 
 def _refusal(current: Status | None, target: Status, state: dict[str, Any]) -> str | None:

@@ -2,6 +2,9 @@
 
 Both count referrals whose submission is recorded (submitted_at set) and fell in [from, to). Every
 figure is one SQL aggregate over outcomes.referrals; docs/auditors.md defines each of them.
+Content a liveness check found gone before the platform replied is counted apart, as "removed
+without a reply", unless the platform decided later: then under its decision, and in
+gone_before_reply either way.
 """
 
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from shared.events import NoActionReason, Outcome
 
 ALL_PLATFORMS = "all platforms"
 ALL = "all"
+GONE = "gone_without_reply"  # the status content.gone_without_reply moves a referral to
 ACTIONS = ("removed", "restricted", "rejected", "pending")
 GroupBy = Literal["platform", "month"]
 
@@ -65,6 +69,11 @@ class AttritionRow(BaseModel):
     expired: int
     withdrawn: int
     closed_without_decision: int
+    removed_without_reply: int = Field(
+        description="Content found gone before the platform replied, and no decision since.")
+    gone_before_reply: int = Field(
+        description="Content found gone before the platform replied, whatever came next: removed_without_reply "
+                    "and those the platform decided on later (counted under its decision).")
     decisions_timed: int = Field(description="Decided referrals the times below are computed over.")
     median_hours_to_decision: float | None
     p90_hours_to_decision: float | None
@@ -76,16 +85,18 @@ class AttritionRow(BaseModel):
 ATTRITION_COLUMNS = tuple(AttritionRow.model_fields)
 
 
+def ever(status: str):
+    """Whether a referral is, or ever was, in status (per its transitions)."""
+    r = referrals.c
+    return or_(r.status == status, r.transitions.contains([{"to": status}]))
+
+
 def fate():
     """Where a referral ended up: its latest decision's outcome, or why it has none."""
     r = referrals.c
-
-    def ever(status: str):
-        return or_(r.status == status, r.transitions.contains([{"to": status}]))
-
-    return case((r.outcome.is_not(None), r.outcome), (ever("withdrawn"), "withdrawn"),
-                (ever("expired"), "expired"), (r.status == "closed", "closed_without_decision"),
-                else_="pending")
+    return case((r.outcome.is_not(None), r.outcome), (ever(GONE), "removed_without_reply"),
+                (ever("withdrawn"), "withdrawn"), (ever("expired"), "expired"),
+                (r.status == "closed", "closed_without_decision"), else_="pending")
 
 
 def hours_or_none(value: float | None) -> float | None:
@@ -105,7 +116,7 @@ def attrition_statement(scope: Scope, group_by: GroupBy):
     hours = case((decided, func.extract("epoch", r.decided_at - r.submitted_at) / 3600))
     month = func.to_char(func.date_trunc("month", func.timezone("UTC", r.submitted_at)), "YYYY-MM")
     base = select(r.platform, month.label("month"), fate().label("fate"), r.reason, r.status, r.reachable,
-                  hours.label("hours")).where(*scope.conditions()).subquery()
+                  hours.label("hours"), ever(GONE).label("gone")).where(*scope.conditions()).subquery()
     b = base.c
     kept = b.fate.in_([Outcome.removed.value, Outcome.restricted.value])
     figures = [
@@ -115,7 +126,8 @@ def attrition_statement(scope: Scope, group_by: GroupBy):
           for n in NoActionReason),
         func.count().filter(and_(b.fate == "rejected", b.reason.is_(None))).label("rejected_without_reason"),
         *(func.count().filter(b.fate == f).label(f) for f in ("pending", "expired", "withdrawn",
-                                                                "closed_without_decision")),
+                                                                "closed_without_decision", "removed_without_reply")),
+        func.count().filter(b.gone).label("gone_before_reply"),
         func.count().filter(and_(b.fate == "pending", b.status == "information_requested"))
         .label("information_requested"),
         func.count(b.hours).label("decisions_timed"),

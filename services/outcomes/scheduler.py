@@ -1,30 +1,35 @@
-"""The scheduler: every tick, publish the deadlines missed and the stays-down checks made.
+"""The scheduler: every tick, publish the deadlines missed and what the content checks found.
 
 Each tick reads candidates in batches (referrals waiting for the platform; removals and
-restrictions with checks still to make), works out what is due with the pure functions of
-deadlines.py and staysdown.py, and publishes the events to REFERRALS_LIFECYCLE, which outcomes
+restrictions with stays-down checks still to make; referrals waiting for a decision whose
+content is not known to be gone), works out what is due with the pure functions of deadlines.py,
+staysdown.py and liveness.py, and publishes the events to REFERRALS_LIFECYCLE, which outcomes
 itself consumes and records like any other. The events' ids are derived from what they record,
 so a restart or a second instance publishing the same event again changes nothing: outcomes
-records an event id once. A failing tick is logged and retried with backoff; so is a failing
-stays-down check, each on its own (staysdown.Retries), not again every tick.
+records an event id once. What is due is worked out from the database every tick (level
+triggered), so an event published but never recorded is due again: it is published again once
+SCHEDULER_REPUBLISH_S has passed (Published). A failing tick is logged and retried with backoff;
+so is a failing content check, each on its own (staysdown.Retries), not again every tick.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.outcomes.audit import audit_events
 from services.outcomes.config import OutcomesSettings
 from services.outcomes.db import referrals
 from services.outcomes.deadlines import WAITING, due
+from services.outcomes.liveness import (CHECKED_STATUSES, GONE_EVENT, UpChecks, due_liveness, gone_event, gone_id,
+                                        liveness_id)
 from services.outcomes.probe import ContentProbe, ProbeFailed, ProbeRefused
 from services.outcomes.staysdown import (CHECK_EVENTS, CHECKED_OUTCOMES, CHECKED_STATUS, Retries, check_event,
                                          check_id, due_check)
@@ -34,8 +39,34 @@ from shared.kafka import publish_event
 from shared.reliability import backoff
 
 log = logging.getLogger(__name__)
-REMEMBERED = 100_000  # ids of events this instance published, not published again while remembered
+REMEMBERED = 100_000  # ids of events this instance published lately
 r = referrals.c
+
+
+class Published:
+    """The events this instance published lately, by id, and when (seconds on a monotonic clock).
+
+    While outcomes has not recorded an event yet, the next tick finds it due again. Publishing it
+    (or making its content check) again every tick would flood a consumer that lags, so an event
+    is held back for hold_s after it was published; after that it is taken for lost (dead-lettered,
+    or published to a broker that lost it) and made again. Kept in memory: a restart only makes
+    each event not yet recorded once more, which outcomes records once.
+    """
+
+    def __init__(self, hold_s: float, remembered: int = REMEMBERED):
+        self.hold_s, self.remembered = hold_s, remembered
+        self._at: dict[UUID, float] = {}
+
+    def recently(self, event_id: UUID, now: float) -> bool:
+        """Whether event_id was published less than hold_s before now."""
+        return now < self._at.get(event_id, -float("inf")) + self.hold_s
+
+    def add(self, event_id: UUID, now: float) -> None:
+        """Remember that event_id was published at now."""
+        self._at.pop(event_id, None)  # to the end: the oldest is forgotten first
+        self._at[event_id] = now
+        if len(self._at) > self.remembered:  # forgotten early: merely published again sooner
+            del self._at[next(iter(self._at))]
 
 
 class Scheduler:
@@ -43,15 +74,16 @@ class Scheduler:
                  settings: OutcomesSettings):
         self.sessions, self.broker, self.probe = sessions, broker, probe
         self.policy, self.offsets = settings.deadline_policy(), list(settings.stays_down_checks_s)
+        self.liveness_offsets, self.up = list(settings.liveness_checks_s), UpChecks()
         self.tick_s, self.batch = settings.scheduler_tick_s, settings.scheduler_batch
         self.concurrency, self.enabled = settings.content_check_concurrency, settings.scheduler_enabled
-        self.published: dict[UUID, None] = {}
+        self.published = Published(settings.scheduler_republish_s)
         self.retries = Retries(settings.content_check_retry_s, settings.content_check_retry_max_s)
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
         if not self.enabled:
-            log.info("scheduler off (SCHEDULER_ENABLED=false): no deadlines or stays-down checks from this instance")
+            log.info("scheduler off (SCHEDULER_ENABLED=false): no deadlines or content checks from this instance")
             return
         self.task = asyncio.create_task(self.run_forever(), name="outcomes-scheduler")
 
@@ -79,7 +111,7 @@ class Scheduler:
     async def tick(self) -> int:
         """Publish what is due now; how many events were published."""
         now = datetime.now(UTC)
-        return await self.deadlines(now) + await self.stays_down(now)
+        return await self.deadlines(now) + await self.stays_down(now) + await self.liveness(now)
 
     async def deadlines(self, now: datetime) -> int:
         # No deadline comes sooner than the shortest allowed time after submission.
@@ -104,10 +136,20 @@ class Scheduler:
         published = 0
         limit = asyncio.Semaphore(self.concurrency)
         async for rows in self._batches(query):
-            checks = self._due_checks(rows, now)
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._check(row, n, limit)) for row, n in checks]
-            published += sum(t.result() for t in tasks)
+            published += await _all(self._check(row, n, limit) for row, n in self._due_checks(rows, now))
+        return published
+
+    async def liveness(self, now: datetime) -> int:
+        if not self.liveness_offsets:
+            return 0
+        gone = exists().where(audit_events.c.referral_id == r.referral_id, audit_events.c.event_type == GONE_EVENT)
+        query = select(r.referral_id, r.status, r.dispatched_at, r.canonical_url) \
+            .where(r.status.in_([s.value for s in CHECKED_STATUSES]), ~gone,
+                   r.dispatched_at <= now - timedelta(seconds=self.liveness_offsets[0]))
+        published = 0
+        limit = asyncio.Semaphore(self.concurrency)
+        async for rows in self._batches(query):
+            published += await _all(self._liveness_check(row, n, limit) for row, n in self._due_liveness(rows, now))
         return published
 
     def _due_checks(self, rows: list[dict[str, Any]], now: datetime) -> list[tuple[dict[str, Any], int]]:
@@ -117,34 +159,65 @@ class Scheduler:
             number = due_check(row, self.offsets, row["done"], now)
             if number is None:
                 continue
-            check = check_id(row["referral_id"], row["decided_at"], number)
-            if check not in self.published and self.retries.ready(check, time.monotonic()):
+            check, now_s = check_id(row["referral_id"], row["decided_at"], number), time.monotonic()
+            if not self.published.recently(check, now_s) and self.retries.ready(check, now_s):
+                checks.append((row, number))
+        return checks
+
+    def _due_liveness(self, rows: list[dict[str, Any]], now: datetime) -> list[tuple[dict[str, Any], int]]:
+        """(row, check number) of each liveness check due now, unless its content was just found gone or the
+        check waits after a failure."""
+        checks, now_s = [], time.monotonic()
+        for row in rows:
+            rid, dispatched_at = row["referral_id"], row["dispatched_at"]
+            number = due_liveness(row, self.liveness_offsets, self.up.done(rid, dispatched_at), now)
+            if number is None or self.published.recently(gone_id(rid), now_s):
+                continue
+            if self.retries.ready(liveness_id(rid, dispatched_at, number), now_s):
                 checks.append((row, number))
         return checks
 
     async def _check(self, row: dict[str, Any], number: int, limit: asyncio.Semaphore) -> int:
         url, check = row["canonical_url"], check_id(row["referral_id"], row["decided_at"], number)
+        reachable = await self._probe(row["referral_id"], url, check, f"stays-down check {number}", limit)
+        if reachable is None:
+            return 0
+        return await self._publish(check_event(row["referral_id"], url, row["decided_at"], number, reachable,
+                                               datetime.now(UTC)))
+
+    async def _liveness_check(self, row: dict[str, Any], number: int, limit: asyncio.Semaphore) -> int:
+        rid, url, dispatched_at = row["referral_id"], row["canonical_url"], row["dispatched_at"]
+        reachable = await self._probe(rid, url, liveness_id(rid, dispatched_at, number), f"liveness check {number}",
+                                      limit)
+        if reachable is None:
+            return 0
+        if reachable:  # nothing changed: nothing to record
+            self.up.found_up(rid, dispatched_at, number)
+            log.debug("referral %s: liveness check %s of %s: up", rid, number, url)
+            return 0
+        return await self._publish(gone_event(rid, url, datetime.now(UTC)))
+
+    async def _probe(self, referral_id: UUID, url: str, check: UUID, what: str,
+                     limit: asyncio.Semaphore) -> bool | None:
+        """Whether url is up; None if the check failed or was refused, which then waits (Retries)."""
         async with limit:
             try:
                 reachable = await self.probe.reachable(url)
             except ProbeFailed as exc:
                 refused = isinstance(exc, ProbeRefused)
                 delay = self.retries.failed(check, time.monotonic(), refused=refused)
-                log.warning("referral %s: stays-down check %s of %s %s, next try in %.0f s: %s", row["referral_id"],
-                            number, url, "refused" if refused else "failed", delay, exc)
-                return 0
+                log.warning("referral %s: %s of %s %s, next try in %.0f s: %s", referral_id, what, url,
+                            "refused" if refused else "failed", delay, exc)
+                return None
         self.retries.succeeded(check)
-        return await self._publish(check_event(row["referral_id"], url, row["decided_at"], number, reachable,
-                                               datetime.now(UTC)))
+        return reachable
 
     async def _publish(self, event: Event) -> int:
-        if event.id in self.published:
+        if self.published.recently(event.id, time.monotonic()):
             return 0
         await publish_event(self.broker, topics.REFERRALS_LIFECYCLE, event)
         log.info("referral %s: published %s %s", event.referral_id, event.type, event.id)
-        self.published[event.id] = None
-        if len(self.published) > REMEMBERED:
-            del self.published[next(iter(self.published))]
+        self.published.add(event.id, time.monotonic())
         return 1
 
     async def _batches(self, query: Select) -> AsyncIterator[list[dict[str, Any]]]:
@@ -160,3 +233,10 @@ class Scheduler:
             if len(rows) < self.batch:
                 return
             after = rows[-1]["referral_id"]
+
+
+async def _all(checks: Iterable[Coroutine[Any, Any, int]]) -> int:
+    """Run the checks at once (each waits for its turn under the concurrency limit); the events they published."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(check) for check in checks]
+    return sum(t.result() for t in tasks)

@@ -230,6 +230,15 @@ class ContentStillDown(EventData):
     checked_at: AwareDatetime
 
 
+class ContentGoneWithoutReply(EventData):
+    """A liveness check found referred content gone before the platform decided: not a platform decision."""
+
+    event_type: ClassVar[str] = "content.gone_without_reply"
+
+    url: str
+    checked_at: AwareDatetime
+
+
 class ReferralClosed(EventData):
     """The referral needs nothing more (by the agency, or by the system once settled)."""
 
@@ -244,5 +253,5 @@ EVENT_TYPES: dict[str, type[EventData]] = {
                 TakedownInformationRequested, TakedownAcknowledged, InformationSupplied, InformationForwarded,
                 InformationForwardFailed, ReferralEscalated,
                 ReferralAppealed, ReferralWithdrawn, ReferralOverdue, ReferralExpired, ContentReappeared,
-                ContentStillDown, ReferralClosed)
+                ContentStillDown, ContentGoneWithoutReply, ReferralClosed)
 }

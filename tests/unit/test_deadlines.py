@@ -9,9 +9,9 @@ from pydantic import ValidationError
 from services.outcomes.config import OutcomesSettings
 from services.outcomes.deadlines import Policy, clock, due
 from services.outcomes.domain import project
-from shared.events import (Category, Event, InformationSupplied, NoActionReason, Outcome, Platform, ReferralAppealed,
-                           ReferralDispatched, ReferralDispatchFailed, ReferralEscalated, ReferralSubmitted,
-                           TakedownDecided, TakedownInformationRequested)
+from shared.events import (Category, ContentGoneWithoutReply, Event, InformationSupplied, NoActionReason, Outcome,
+                           Platform, ReferralAppealed, ReferralDispatched, ReferralDispatchFailed, ReferralEscalated,
+                           ReferralSubmitted, TakedownDecided, TakedownInformationRequested)
 
 RID = uuid4()
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -164,6 +164,15 @@ def test_an_override_that_names_no_known_category_and_platform_or_allows_no_time
 def test_a_decided_withdrawn_or_unsubmitted_referral_has_nothing_due():
     assert types_due(submitted(), dispatched(), rejected(0.5), now=at(10)) == []
     assert types_due(dispatched(), now=at(10)) == []  # no submission recorded: no clock
+
+
+def test_a_referral_whose_content_is_gone_without_a_reply_is_neither_overdue_nor_expires_until_escalated():
+    gone = event(ContentGoneWithoutReply(referral_id=RID, url="https://fb.com/p/1", checked_at=at(0.5)), 0.5)
+    escalated = event(ReferralEscalated(referral_id=RID, reason="copies elsewhere", referral=again(2)), 6)
+    assert types_due(submitted(), dispatched(), gone, now=at(100)) == []
+    assert types_due(submitted(), dispatched(), gone, answered(2), now=at(100)) == []  # still gone: status unchanged
+    assert types_due(submitted(), dispatched(), gone, escalated, dispatched(6.1), now=at(7)) == [
+        "referral.overdue", "referral.expired"]  # the agency asked again: chased again, on the first deadline
 
 
 def test_a_referral_whose_dispatch_failed_becomes_overdue_but_does_not_expire():

@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.outcomes.domain import project
-from shared.events import (Category, ContentReappeared, ContentStillDown, Event, NoActionReason, Outcome, Platform,
-                           ReferralAppealed, ReferralClosed, ReferralDispatched, ReferralDispatchFailed,
-                           ReferralOverdue, ReferralSubmitted, ReferralWithdrawn, TakedownDecided,
+from shared.events import (Category, ContentGoneWithoutReply, ContentReappeared, ContentStillDown, Event,
+                           InformationSupplied, NoActionReason, Outcome, Platform, ReferralAppealed, ReferralClosed,
+                           ReferralDispatched, ReferralDispatchFailed, ReferralEscalated, ReferralOverdue,
+                           ReferralSubmitted, ReferralWithdrawn, TakedownAcknowledged, TakedownDecided,
                            TakedownInformationRequested, Visibility)
 
 RID = uuid4()
@@ -63,6 +64,11 @@ def overdue(m=90):
     return event(ReferralOverdue(referral_id=RID, deadline=at(m)), m, "service:outcomes")
 
 
+def gone(m=100):
+    return event(ContentGoneWithoutReply(referral_id=RID, url="https://fb.com/g", checked_at=at(m)), m,
+                 "service:outcomes")
+
+
 LIFECYCLES = [
     [submitted(), dispatched(), removed()],
     [submitted(), failed(1), dispatched(5), asked(60), overdue(90), removed(120),
@@ -72,6 +78,7 @@ LIFECYCLES = [
      event(ReferralAppealed(referral_id=RID, reason="new evidence", referral=again(2)), 200, "agency:NCA"),
      dispatched(201, "FB-2"), removed(300, "FB-2"),
      event(ReferralClosed(referral_id=RID), 400, "agency:NCA")],
+    [submitted(), dispatched(), overdue(90), gone(100), removed(120)],
 ]
 
 
@@ -161,3 +168,58 @@ def test_a_dispatch_on_another_ticket_after_a_decision_is_still_an_anomaly():
                      dispatched(3, ticket="FB-2")])
     assert state["status"] == "decided"
     assert [a["why"] for a in state["anomalies"]] == ["decided cannot become dispatched"]
+
+
+def test_content_found_gone_before_any_reply_is_its_own_status_and_a_later_decision_still_lands():
+    found_gone = project([submitted(), dispatched(), gone(100)])
+    decided = project([submitted(), dispatched(), gone(100), removed(120)])
+
+    assert (found_gone["status"], found_gone["outcome"], found_gone["decided_at"]) == ("gone_without_reply", None, None)
+    assert (decided["status"], decided["outcome"], decided["decided_at"]) == ("decided", "removed", at(120))
+    assert [(t["from"], t["to"]) for t in decided["transitions"]][-2:] == [
+        ("dispatched", "gone_without_reply"), ("gone_without_reply", "decided")]
+    assert decided["anomalies"] == [] and decided["reachable"] is None  # reachable: stays-down checks only
+
+
+def test_content_gone_while_the_platform_reviews_or_asks_for_information_is_gone_without_reply_too():
+    acknowledged = event(TakedownAcknowledged(referral_id=RID, platform=Platform.facebook, ticket_id="FB-1"), 30)
+
+    assert project([submitted(), dispatched(), acknowledged, gone(100)])["status"] == "gone_without_reply"
+    assert project([submitted(), dispatched(), asked(60), gone(100)])["status"] == "gone_without_reply"
+
+
+def test_the_platforms_acknowledgement_or_question_after_the_content_is_gone_is_recorded_without_moving_the_status():
+    acknowledged = event(TakedownAcknowledged(referral_id=RID, platform=Platform.facebook, ticket_id="FB-1"), 110)
+    answer = event(InformationSupplied(referral_id=RID, answer="s.2"), 130, "agency:NCA")
+
+    state = project([submitted(), dispatched(), gone(100), acknowledged, asked(120), answer])
+
+    assert state["status"] == "gone_without_reply" and state["anomalies"] == []
+    assert (state["acknowledged_at"], state["information_requested_at"]) == (at(110), at(120))
+    assert project([submitted(), dispatched(), gone(100), asked(120), removed(150)])["status"] == "decided"
+
+
+def test_a_deadline_missed_after_the_content_is_gone_does_not_flag_the_referral_overdue():
+    assert project([submitted(), dispatched(), gone(80), overdue(90)])["overdue"] is False
+    assert project([submitted(), dispatched(), overdue(90), gone(100)])["overdue"] is True  # missed while it was up
+
+
+def test_a_check_that_found_the_content_gone_after_the_decision_is_kept_in_the_history_but_is_no_transition():
+    withdrawal = event(ReferralWithdrawn(referral_id=RID), 110, "agency:NCA")
+
+    after_decision = project([submitted(), dispatched(), removed(100), gone(101)])
+    after_withdrawal = project([submitted(), dispatched(), withdrawal, gone(120)])
+
+    assert (after_decision["status"], after_withdrawal["status"]) == ("decided", "withdrawn")
+    assert after_decision["anomalies"] == after_withdrawal["anomalies"] == []
+    transitions = after_decision["transitions"] + after_withdrawal["transitions"]
+    assert "gone_without_reply" not in [t["to"] for t in transitions]
+
+
+def test_the_agency_may_still_escalate_or_close_a_referral_whose_content_is_gone():
+    escalation = event(ReferralEscalated(referral_id=RID, reason="copies elsewhere", referral=again(2)), 200,
+                       "agency:NCA")
+    closing = event(ReferralClosed(referral_id=RID), 200, "agency:NCA")
+
+    assert project([submitted(), dispatched(), gone(100), escalation])["status"] == "escalated"
+    assert project([submitted(), dispatched(), gone(100), closing])["status"] == "closed"

@@ -39,6 +39,16 @@ def test_an_aggregate_row_gets_its_platform_its_month_its_rounded_hours_and_its_
     assert (row.stays_down_checked, row.still_reachable, row.share_still_reachable) == (3, 1, 0.3333)
 
 
+def test_content_gone_before_a_reply_is_a_fate_of_its_own_and_a_figure_that_also_counts_those_decided_later():
+    row = reports.attrition_row(aggregate("x", None, 0, 1, referred=5, rejected=1, pending=1,
+                                          removed_without_reply=3, gone_before_reply=4))
+
+    assert (row.removed_without_reply, row.gone_before_reply, row.rejected) == (3, 4, 1)
+    columns = list(ATTRITION_COLUMNS)
+    assert columns.index("closed_without_decision") + 1 == columns.index("removed_without_reply")
+    assert columns.index("removed_without_reply") + 1 == columns.index("gone_before_reply")
+
+
 def test_the_total_row_is_labelled_all_platforms_and_covers_the_whole_period():
     row = reports.attrition_row(aggregate(None, None, 1, 1, referred=3))
 
