@@ -4,7 +4,9 @@ A ticket's fate is drawn from its platform's persona (deterministic per seed and
 a decision, a question (information request: decided as `removed` one more delay after the
 agency's first answer arrived, never without one) or silence. Each step that changes the ticket
 is handed to its dialect's notifier, which says what to post where and how to sign it; youtube
-and tiktok have none (their clients poll).
+and tiktok have none (their clients poll). A persona's drop_callbacks withholds every callback of
+that share of tickets (chosen per reference): the platform gave up on them, and only its status
+API tells.
 
 A callback that is not answered 2xx is posted again, spaced, for CALLBACK_GIVE_UP_S, as real
 platforms do for hours (Meta's webhooks: 36): an outage of the receiver's database answers 503
@@ -131,11 +133,21 @@ class Decider:
         self.deciding.discard(ticket.ticket_id)
         log.info("ticket %s: decided %s after the agency's answer", ticket.ticket_id, ticket.outcome)
 
+    def drops_callbacks(self, ticket: Ticket) -> bool:
+        """Whether ticket's persona withholds its callbacks for good."""
+        share = self.personas[ticket.platform].drop_callbacks
+        return domain.drops_callbacks(share, self.seed, ticket.reference)
+
     async def _notify(self, ticket: Ticket) -> None:
         notifier = self.notifiers.get(ticket.dialect)
         callback = notifier(ticket) if notifier else None
-        if callback is not None:
-            await self.deliver(ticket.ticket_id, callback)
+        if callback is None:
+            return
+        if self.drops_callbacks(ticket):
+            ticket.callbacks_dropped = True
+            log.info("ticket %s: callback dropped for good (persona drop_callbacks)", ticket.ticket_id)
+            return
+        await self.deliver(ticket.ticket_id, callback)
 
     async def deliver(self, ticket_id: str, callback: Callback, give_up_s: float = CALLBACK_GIVE_UP_S) -> bool:
         """Post callback until it is answered 2xx, spaced, for give_up_s; False if it never is."""

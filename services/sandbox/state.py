@@ -47,6 +47,8 @@ class Ticket(BaseModel):
     received_at: datetime
     decided_at: datetime | None = None
     answers: list[Answer] = Field(default_factory=list, description="Answers received, one per Idempotency-Key.")
+    callbacks_dropped: bool = Field(False, description="The persona's drop_callbacks chose this ticket: its "
+                                                       "callbacks are never sent; its status API still answers.")
 
 
 class PlatformStats(BaseModel):
@@ -60,6 +62,7 @@ class PlatformStats(BaseModel):
     hung: int = Field(0, description="Requests held past the client's timeout by `timeout` outages, then served.")
     answers: int = Field(0, description="Distinct answers received (one per ticket and Idempotency-Key).")
     answer_duplicates: int = Field(0, description="Answers replayed with an Idempotency-Key already taken.")
+    callbacks_dropped: int = Field(0, description="Tickets whose callbacks the persona's drop_callbacks withheld.")
 
 
 class Stats(BaseModel):
@@ -135,6 +138,7 @@ class Store:
             row.reports += 1
             row.decided += ticket.status == "decided"
             row.answers += len(ticket.answers)
+            row.callbacks_dropped += ticket.callbacks_dropped
         return Stats(reports=len(self.tickets), duplicates=sum(self.counters["duplicates"].values()),
                      by_platform=rows)
 

@@ -22,7 +22,7 @@ from tests.support import eventually
 LONG_DELAY = 30.0  # decisions that must not happen while the test runs
 WEBHOOK_SECRET = "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA=="
 STATS_ZERO = {"reports": 0, "duplicates": 0, "decided": 0, "requests": 0, "throttled": 0, "errors": 0,
-              "unavailable": 0, "hung": 0, "answers": 0, "answer_duplicates": 0}
+              "unavailable": 0, "hung": 0, "answers": 0, "answer_duplicates": 0, "callbacks_dropped": 0}
 
 
 def make_app(policy: str | None = "removed=1", delay: float | None = 0.05, **settings) -> FastAPI:

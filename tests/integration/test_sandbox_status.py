@@ -1,9 +1,11 @@
 """Every dialect's status API, authenticated as that dialect authenticates, showing what its callbacks
-carry."""
+carry; and a persona dropping callbacks for good, whose tickets' decisions the status API still shows."""
 
 import pytest
+import yaml
 
-from tests.integration.test_sandbox_answers import PLATFORM_OF, signed_for, status_of, view
+from services.sandbox.domain import drops_callbacks
+from tests.integration.test_sandbox_answers import PLATFORM_OF, settled, signed_for, status_of, view
 from tests.integration.test_sandbox_api import LONG_DELAY, make_app, sandbox_client
 from tests.integration.test_sandbox_dialects import DIALECTS, META, X, post_report, ticket_id_of, token
 from tests.support import eventually
@@ -76,3 +78,47 @@ async def test_meta_status_follows_the_surfaces_persona_gate():
         assert (await status_of(client, "meta", report_id, auth)).status_code == 503
         await client.post("/admin/facebook/outage", json={"seconds": 0})
         assert (await status_of(client, "meta", report_id, auth)).status_code == 200
+
+
+# --- drop_callbacks ------------------------------------------------------------------------------
+
+
+def dropping(tmp_path, share: float) -> str:
+    path = tmp_path / "personas.yaml"
+    path.write_text(yaml.safe_dump({"default": {"latency_ms": {"mean": 0, "jitter": 0}, "drop_callbacks": share}}))
+    return str(path)
+
+
+@pytest.mark.parametrize("dialect", ["meta", "x", "webhook"])
+async def test_a_dropped_ticket_is_never_called_back_but_its_status_shows_the_decision(dialect, receiver, tmp_path):
+    app = make_app(policy="removed=1", delay=0.05, sandbox_personas=dropping(tmp_path, 1))
+    async with sandbox_client(app) as client:
+        ticket_id = ticket_id_of((await post_report(client, dialect, callback_url=receiver.url)).json())
+        decided = await decided_view(client, dialect, ticket_id)
+        await settled(app)
+
+        assert decided["decision"]["visibility"] == ["content_removed"]
+        assert receiver.calls == [], "not sent, nor retried"
+        inspected = (await client.get(f"/platforms/{PLATFORM_OF[dialect]}/reports/{ticket_id}")).json()
+        assert inspected["callbacks_dropped"] is True
+        assert (await client.get("/stats")).json()["by_platform"][PLATFORM_OF[dialect]]["callbacks_dropped"] == 1
+
+
+async def test_a_share_of_callbacks_is_dropped_as_drawn_and_the_rest_are_delivered(receiver, tmp_path):
+    app = make_app(policy="removed=1", delay=0.05, sandbox_personas=dropping(tmp_path, 0.5))
+    references = [f"referral-{i}" for i in range(12)]
+    dropped = {r for r in references if drops_callbacks(0.5, "tests", r)}
+    assert 0 < len(dropped) < len(references), "the seed draws some of each"
+    async with sandbox_client(app) as client:
+        for i, reference in enumerate(references):
+            response = await client.post("/x/2/reports", headers={**await token(client, "/x/oauth2/token", X),
+                                                                   "Idempotency-Key": f"k-{i}"},
+                                         json={"url": "https://x.com/a/status/1", "policy": "fraud",
+                                               "reporter_reference": reference, "callback_url": receiver.url})
+            assert response.status_code == 201
+        await receiver.wait_for(len(references) - len(dropped))
+        await settled(app)
+        called_back = {body["reporter_reference"] for body in receiver.bodies}
+        assert called_back == set(references) - dropped
+        summaries = (await client.get("/admin/tickets")).json()
+        assert {t["reference"] for t in summaries if t["callbacks_dropped"]} == dropped

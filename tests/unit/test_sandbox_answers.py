@@ -1,14 +1,49 @@
-"""Answers on the sandbox's tickets: how they are kept once per key, and when an answered question
-is decided."""
+"""Answers on the sandbox's tickets and callbacks dropped for good: which tickets lose their
+callbacks, how answers are kept once per key, and when an answered question is decided."""
 
+import asyncio
+from collections import Counter
 from datetime import UTC, datetime
 
-from services.sandbox.callbacks import Decider
-from services.sandbox.personas import Persona
+import httpx
+import pytest
+
+from services.sandbox.callbacks import Callback, Decider
+from services.sandbox.domain import choose_outcome, drops_callbacks
+from services.sandbox.personas import Persona, PersonaError, parse_personas
 from services.sandbox.state import Store, Ticket
 from shared.events import Platform
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+REFERENCES = [f"referral-{i}" for i in range(10_000)]
+
+
+# --- which tickets lose their callbacks ----------------------------------------------------------------
+
+def test_no_share_drops_no_callback_and_the_whole_share_drops_every_one():
+    assert not any(drops_callbacks(0, "takedown", r) for r in REFERENCES[:1000])
+    assert all(drops_callbacks(1, "takedown", r) for r in REFERENCES[:1000])
+
+
+def test_a_share_of_0_3_drops_about_three_tickets_in_ten_the_same_ones_every_time():
+    dropped = [r for r in REFERENCES if drops_callbacks(0.3, "takedown", r)]
+    assert len(dropped) / len(REFERENCES) == pytest.approx(0.3, abs=0.02)
+    assert dropped == [r for r in REFERENCES if drops_callbacks(0.3, "takedown", r)]
+    assert dropped != [r for r in REFERENCES if drops_callbacks(0.3, "another seed", r)]
+
+
+def test_which_tickets_lose_their_callbacks_does_not_depend_on_how_they_are_decided():
+    policy = {"removed": 0.5, "rejected": 0.5}
+    fates = Counter(choose_outcome(policy, "takedown", r) for r in REFERENCES if drops_callbacks(0.3, "takedown", r))
+    assert fates["removed"] / sum(fates.values()) == pytest.approx(0.5, abs=0.03)
+
+
+def test_a_persona_drops_no_callback_unless_told_and_a_share_outside_0_to_1_is_refused():
+    assert parse_personas({})[Platform.x].drop_callbacks == 0
+    assert parse_personas({"x": {"drop_callbacks": 0.3}})[Platform.x].drop_callbacks == 0.3
+    for share in (-0.1, 1.5, "often"):
+        with pytest.raises(PersonaError, match="x: drop_callbacks"):
+            parse_personas({"x": {"drop_callbacks": share}})
 
 
 # --- answers kept once per key --------------------------------------------------------------------------
@@ -44,8 +79,8 @@ def test_the_same_key_on_another_ticket_is_another_answer_and_reset_forgets_them
 
 # --- when an answered question is decided ------------------------------------------------------------------
 
-def decider(delay: float = 0, notifiers=None) -> Decider:
-    persona = Persona(decision_delay_s=delay, decisions={"information_request": 1})
+def decider(delay: float = 0, drop: float = 0, notifiers=None) -> Decider:
+    persona = Persona(decision_delay_s=delay, decisions={"information_request": 1}, drop_callbacks=drop)
     return Decider({p: persona for p in Platform}, "takedown", notifiers or {})
 
 
@@ -77,3 +112,24 @@ async def test_answers_while_the_decision_is_pending_start_one_decision():
     assert len(d.tasks) == 1 and t.status == "information_requested"
     await d.cancel_pending()
     assert d.deciding == set()
+
+
+@pytest.mark.parametrize("share, dropped", [(1, True), (0, False)])
+async def test_a_ticket_drawn_to_lose_its_callbacks_is_not_called_back(share, dropped):
+    posted: list[bytes] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        posted.append(request.content)
+        return httpx.Response(200)
+
+    def notify(t: Ticket) -> Callback:
+        return Callback("http://receiver.test/decisions", t.status.encode(), lambda body: {})
+
+    d, store = decider(drop=share, notifiers={"x": notify}), Store()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+        d.client = client
+        t = ticket(store)
+        d.open(t)
+        await asyncio.gather(*d.tasks)
+    assert t.callbacks_dropped is dropped
+    assert posted == ([] if dropped else [b"information_requested"])
