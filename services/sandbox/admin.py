@@ -42,13 +42,16 @@ class TicketSummary(BaseModel):
     platform: str
     reference: str = Field(description="The referral id the report carried.")
     status: str
+    answers: int = Field(0, description="Answers the platform received on it, one per Idempotency-Key.")
+    callbacks_dropped: bool = Field(False, description="Its callbacks were withheld (persona drop_callbacks).")
 
 
 @router.get("/admin/tickets", response_model=list[TicketSummary])
 async def tickets(request: Request) -> list[TicketSummary]:
     """Every ticket the platforms opened, one per distinct report (replays open none): what the
     fault suite compares with what was referred."""
-    return [TicketSummary(ticket_id=t.ticket_id, platform=t.platform.value, reference=t.reference, status=t.status)
+    return [TicketSummary(ticket_id=t.ticket_id, platform=t.platform.value, reference=t.reference, status=t.status,
+                          answers=len(t.answers), callbacks_dropped=t.callbacks_dropped)
             for t in sandbox_of(request).store.tickets.values()]
 
 

@@ -1,9 +1,12 @@
 """Deciding tickets after their persona's delay, and calling the decisions back, signed, with retries.
 
 A ticket's fate is drawn from its platform's persona (deterministic per seed and reference):
-a decision, a question (information request, decided as `removed` one more delay later) or
-silence. Each step that changes the ticket is handed to its dialect's notifier, which says what
-to post where and how to sign it; youtube and tiktok have none (their clients poll).
+a decision, a question (information request: decided as `removed` one more delay after the
+agency's first answer arrived, never without one) or silence. Each step that changes the ticket
+is handed to its dialect's notifier, which says what to post where and how to sign it; youtube
+and tiktok have none (their clients poll). A persona's drop_callbacks withholds every callback of
+that share of tickets (chosen per reference): the platform gave up on them, and only its status
+API tells.
 
 A callback that is not answered 2xx is posted again, spaced, for CALLBACK_GIVE_UP_S, as real
 platforms do for hours (Meta's webhooks: 36): an outage of the receiver's database answers 503
@@ -13,9 +16,10 @@ for as long as it lasts, and a decision must not be lost to it.
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -67,6 +71,7 @@ class Decider:
         self.removed_urls = removed_urls if removed_urls is not None else set()
         self.client: httpx.AsyncClient | None = None
         self.tasks: set[asyncio.Task] = set()
+        self.deciding: set[str] = set()  # tickets answered and waiting out their delay before the decision
 
     def outcome_of(self, ticket: Ticket) -> str:
         return domain.choose_outcome(self.personas[ticket.platform].decisions, self.seed, ticket.reference)
@@ -85,7 +90,21 @@ class Decider:
             self.decide(ticket, self.outcome_of(ticket))
             if ticket.status == "open":  # never answers: nothing more will happen
                 return
-        task = asyncio.create_task(self._follow(ticket, delay, decided_now), name=f"decide-{ticket.ticket_id}")
+        self._start(self._follow(ticket, delay, decided_now), f"decide-{ticket.ticket_id}")
+
+    def answered(self, ticket: Ticket) -> None:
+        """An answer arrived on ticket: if it was waiting for one, it is decided after its persona's delay
+        (before this returns when the delay is 0). Later answers change nothing."""
+        if ticket.status != "information_requested" or ticket.ticket_id in self.deciding:
+            return
+        self.deciding.add(ticket.ticket_id)
+        delay = self.personas[ticket.platform].decision_delay_s
+        if delay == 0:
+            self._decide_after_information(ticket)
+        self._start(self._after_answer(ticket, delay), f"answered-{ticket.ticket_id}")
+
+    def _start(self, step: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(step, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -95,22 +114,40 @@ class Decider:
                 await asyncio.sleep(delay)
                 self.decide(ticket, self.outcome_of(ticket))
             log.info("ticket %s: %s", ticket.ticket_id, ticket.outcome)
-            if ticket.status == "open":
-                return  # the platform never answers
-            await self._notify(ticket)
-            if ticket.status == "information_requested":
-                await asyncio.sleep(delay)
-                self.decide(ticket, domain.AFTER_INFORMATION)
-                log.info("ticket %s: decided %s after the information request", ticket.ticket_id, ticket.outcome)
-                await self._notify(ticket)
+            if ticket.status != "open":  # else the platform never answers
+                await self._notify(ticket)  # a question waits for an answer: answered() takes it on
         except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC
             log.exception("ticket %s: decision failed", ticket.ticket_id)
+
+    async def _after_answer(self, ticket: Ticket, delay: float) -> None:
+        try:
+            if ticket.status == "information_requested":
+                await asyncio.sleep(delay)
+                self._decide_after_information(ticket)
+            await self._notify(ticket)
+        except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC
+            log.exception("ticket %s: decision after the answer failed", ticket.ticket_id)
+
+    def _decide_after_information(self, ticket: Ticket) -> None:
+        self.decide(ticket, domain.AFTER_INFORMATION)
+        self.deciding.discard(ticket.ticket_id)
+        log.info("ticket %s: decided %s after the agency's answer", ticket.ticket_id, ticket.outcome)
+
+    def drops_callbacks(self, ticket: Ticket) -> bool:
+        """Whether ticket's persona withholds its callbacks for good."""
+        share = self.personas[ticket.platform].drop_callbacks
+        return domain.drops_callbacks(share, self.seed, ticket.reference)
 
     async def _notify(self, ticket: Ticket) -> None:
         notifier = self.notifiers.get(ticket.dialect)
         callback = notifier(ticket) if notifier else None
-        if callback is not None:
-            await self.deliver(ticket.ticket_id, callback)
+        if callback is None:
+            return
+        if self.drops_callbacks(ticket):
+            ticket.callbacks_dropped = True
+            log.info("ticket %s: callback dropped for good (persona drop_callbacks)", ticket.ticket_id)
+            return
+        await self.deliver(ticket.ticket_id, callback)
 
     async def deliver(self, ticket_id: str, callback: Callback, give_up_s: float = CALLBACK_GIVE_UP_S) -> bool:
         """Post callback until it is answered 2xx, spaced, for give_up_s; False if it never is."""
@@ -144,3 +181,4 @@ class Decider:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.deciding.clear()

@@ -126,6 +126,14 @@ def choose_outcome(policy: Mapping[str, float], seed: str, reference: str) -> st
     return chosen
 
 
+def drops_callbacks(share: float, seed: str, reference: str) -> bool:
+    """Whether a report's callbacks are never sent, for a persona dropping that share of them.
+
+    Deterministic per (seed, reference) like its fate, but drawn apart from it: which tickets lose
+    their callbacks does not depend on how they are decided."""
+    return share > 0 and fraction(f"{seed}\x00drop_callbacks", reference) < share
+
+
 def iso(at: datetime) -> str:
     """ISO 8601 in UTC to the microsecond: 2026-11-22T10:00:00.123456Z.
 

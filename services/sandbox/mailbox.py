@@ -3,7 +3,9 @@
 aiosmtpd's Controller serves SMTP from a thread of its own; start() and stop() wait for it
 without blocking the caller's event loop. Each message is kept with its envelope and parsed
 form; messages are grouped by Message-ID, so a report e-mailed twice counts once, plus one
-duplicate. Recipients can be refused (550) and SMTP AUTH required, to rehearse failures.
+duplicate. A message with In-Reply-To is a reply (an agency's answer on a report's thread):
+thread() gives a report and its replies, replies_to() the distinct replies. Recipients can be
+refused (550) and SMTP AUTH required, to rehearse failures.
 """
 
 import asyncio
@@ -33,6 +35,7 @@ class ReceivedMessage:
     message: EmailMessage
     message_id: str | None  # without the angle brackets
     duplicate: bool  # an earlier message carried the same Message-ID
+    in_reply_to: str | None  # the Message-ID it answers, without the angle brackets; None: not a reply
     peer: str | None
     received_at: datetime
 
@@ -116,9 +119,9 @@ class Mailbox:
 
     @property
     def reports(self) -> int:
-        """Distinct reports: one per Message-ID, and each message without one."""
+        """Distinct reports: one per Message-ID, and each message without one; replies are not reports."""
         with self._lock:
-            return sum(1 for m in self._messages if not m.duplicate)
+            return sum(1 for m in self._messages if not m.duplicate and not m.in_reply_to)
 
     @property
     def duplicates(self) -> int:
@@ -126,12 +129,24 @@ class Mailbox:
         with self._lock:
             return sum(1 for m in self._messages if m.duplicate)
 
+    def thread(self, message_id: str) -> list[ReceivedMessage]:
+        """The messages with message_id (brackets or not) and every reply naming it, oldest first."""
+        wanted = message_id.strip().strip("<>")
+        with self._lock:
+            return [m for m in self._messages if wanted in (m.message_id, m.in_reply_to)]
+
+    def replies_to(self, message_id: str) -> list[ReceivedMessage]:
+        """The distinct replies to message_id: one per Message-ID (a reply sent again is not a second)."""
+        wanted = message_id.strip().strip("<>")
+        return [m for m in self.thread(wanted) if m.in_reply_to == wanted and not m.duplicate]
+
     def stats(self) -> dict[str, int]:
-        """Counts for dashboards and the sandbox API."""
+        """Counts for dashboards and the sandbox API: reports and replies are distinct Message-IDs."""
         with self._lock:
             duplicates = sum(1 for m in self._messages if m.duplicate)
-            return {"messages": len(self._messages), "reports": len(self._messages) - duplicates,
-                    "duplicates": duplicates, "refused_recipients": self._refused,
+            replies = sum(1 for m in self._messages if m.in_reply_to and not m.duplicate)
+            return {"messages": len(self._messages), "reports": len(self._messages) - duplicates - replies,
+                    "replies": replies, "duplicates": duplicates, "refused_recipients": self._refused,
                     "auth_failures": self._auth_failures}
 
     def clear(self) -> None:
@@ -144,10 +159,11 @@ class Mailbox:
     def _record(self, mail_from: str, rcpt_tos: list[str], message: EmailMessage,
                 peer: str | None) -> ReceivedMessage:
         message_id = str(message.get("Message-ID") or "").strip().strip("<>") or None
+        in_reply_to = str(message.get("In-Reply-To") or "").strip().strip("<>") or None
         with self._lock:
             kept = ReceivedMessage(mail_from=mail_from, rcpt_tos=tuple(rcpt_tos), message=message,
-                                   message_id=message_id, duplicate=message_id in self._by_id, peer=peer,
-                                   received_at=datetime.now(UTC))
+                                   message_id=message_id, duplicate=message_id in self._by_id,
+                                   in_reply_to=in_reply_to, peer=peer, received_at=datetime.now(UTC))
             self._messages.append(kept)
             if message_id is not None:
                 self._by_id.setdefault(message_id, []).append(kept)

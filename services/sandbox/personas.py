@@ -5,11 +5,12 @@ The file maps platform names (and `default`) to personas. Each platform's entry 
 
     default:
       latency_ms: {mean: 2, jitter: 1}      # each answer waits mean ± jitter milliseconds
-      error_rate: 0                         # share of report requests answered 500
+      error_rate: 0                         # share of report and answer requests answered 500
       rate_limit: {per_second: 1000, burst: 1000, retry_after_s: 1}   # or null: unlimited
       outages: [{start_s: 60, end_s: 90}]   # seconds since the sandbox started: 503s
       decision_delay_s: 0.5                 # 0: tiktok decides in its response
       decisions: {removed: 0.48, rejected: 0.40, none: 0.12}   # relative weights
+      drop_callbacks: 0                     # share of tickets whose callbacks are never sent
     x:
       decision_delay_s: 2
 """
@@ -62,12 +63,15 @@ class Window(_Strict):
 
 class Persona(_Strict):
     latency_ms: Latency = Latency()
-    error_rate: float = Field(0.0, ge=0, le=1, description="Share of report requests answered 500.")
+    error_rate: float = Field(0.0, ge=0, le=1, description="Share of report and answer requests answered 500.")
     rate_limit: RateLimit | None = None
     outages: tuple[Window, ...] = ()
     decision_delay_s: float = Field(0.5, ge=0, le=86_400)
     decisions: dict[str, float] = Field(default_factory=lambda: dict(NCA_2020),
                                         description="Outcome weights, normalised to sum to 1.")
+    drop_callbacks: float = Field(0.0, ge=0, le=1, description=(
+        "Share of tickets whose callbacks are never sent, not even retried (the platform gave up on "
+        "them); their status API still shows the decision."))
 
     @field_validator("decisions", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""The sandbox's memory: tickets, idempotency keys, access tokens, webhook-ids taken and per-platform counters."""
+"""The sandbox's memory: tickets and the answers they got, idempotency keys, access tokens, webhook-ids
+taken and per-platform counters."""
 
 import secrets
 import time
@@ -13,7 +14,18 @@ from shared.events import Platform
 
 TicketStatus = Literal["open", "information_requested", "decided"]
 COUNTED = ("requests", "throttled", "errors", "unavailable", "hung")
+REPLAYS = ("duplicates", "answer_duplicates")
 TAKES_DOWN = frozenset({"removed", "restricted", "account_suspended"})  # outcomes after which content is gone
+
+
+class Answer(BaseModel):
+    """An agency's answer to a ticket, as the platform received it (once per Idempotency-Key)."""
+
+    answer_id: str
+    idempotency_key: str
+    text: str
+    evidence: list[str] = Field(default_factory=list, description="SHA-256 hashes of the evidence supplied.")
+    received_at: datetime
 
 
 class Ticket(BaseModel):
@@ -34,6 +46,9 @@ class Ticket(BaseModel):
     information_request: dict | None = None
     received_at: datetime
     decided_at: datetime | None = None
+    answers: list[Answer] = Field(default_factory=list, description="Answers received, one per Idempotency-Key.")
+    callbacks_dropped: bool = Field(False, description="The persona's drop_callbacks chose this ticket: its "
+                                                       "callbacks are never sent; its status API still answers.")
 
 
 class PlatformStats(BaseModel):
@@ -45,6 +60,9 @@ class PlatformStats(BaseModel):
     errors: int = Field(0, description="500s served (the error rate and `error` outages).")
     unavailable: int = Field(0, description="503s served during outages.")
     hung: int = Field(0, description="Requests held past the client's timeout by `timeout` outages, then served.")
+    answers: int = Field(0, description="Distinct answers received (one per ticket and Idempotency-Key).")
+    answer_duplicates: int = Field(0, description="Answers replayed with an Idempotency-Key already taken.")
+    callbacks_dropped: int = Field(0, description="Tickets whose callbacks the persona's drop_callbacks withheld.")
 
 
 class Stats(BaseModel):
@@ -59,7 +77,8 @@ class Store:
     def __init__(self):
         self.tickets: dict[str, Ticket] = {}
         self.by_key: dict[tuple[Platform, str], str] = {}
-        self.counters: dict[str, Counter[Platform]] = {name: Counter() for name in ("duplicates", *COUNTED)}
+        self.answer_keys: dict[tuple[str, str], Answer] = {}  # (ticket id, Idempotency-Key) -> the answer
+        self.counters: dict[str, Counter[Platform]] = {name: Counter() for name in (*REPLAYS, *COUNTED)}
         self.removed_urls: set[str] = set()  # reported URLs a decision took down (GET /content answers 410)
 
     def receive(self, key: str, *, dialect: str, platform: Platform, reference: str, url: str,
@@ -78,6 +97,19 @@ class Store:
         self.tickets[ticket.ticket_id] = ticket
         self.by_key[(platform, key)] = ticket.ticket_id
         return ticket, False
+
+    def answer(self, ticket: Ticket, key: str, *, text: str, evidence: list[str], now: datetime
+               ) -> tuple[Answer, bool]:
+        """Record an answer on ticket, once per key: a replay returns the first answer (and is counted)."""
+        existing = self.answer_keys.get((ticket.ticket_id, key))
+        if existing is not None:
+            self.count(ticket.platform, "answer_duplicates")
+            return existing, True
+        answer = Answer(answer_id=f"answer-{uuid.uuid4().hex[:12]}", idempotency_key=key, text=text,
+                        evidence=evidence, received_at=now)
+        ticket.answers.append(answer)
+        self.answer_keys[(ticket.ticket_id, key)] = answer
+        return answer, False
 
     def _new_ticket_id(self, platform: Platform) -> str:
         while True:
@@ -105,12 +137,15 @@ class Store:
             row = rows[ticket.platform.value]
             row.reports += 1
             row.decided += ticket.status == "decided"
+            row.answers += len(ticket.answers)
+            row.callbacks_dropped += ticket.callbacks_dropped
         return Stats(reports=len(self.tickets), duplicates=sum(self.counters["duplicates"].values()),
                      by_platform=rows)
 
     def reset(self) -> None:
         self.tickets.clear()
         self.by_key.clear()
+        self.answer_keys.clear()
         self.removed_urls.clear()
         for counter in self.counters.values():
             counter.clear()

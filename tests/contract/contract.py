@@ -25,12 +25,16 @@ and implements the hooks:
         async def reports_at_peer(self, peer, referral):
             ...  # how many distinct reports of this referral the peer holds
 
+        async def answers_at_peer(self, peer, receipt, referral):
+            ...  # how many distinct answers (agency -> platform) the peer holds on the ticket
+
         async def callback_for(self, peer, referral):
             ...  # webhook adapters only: the raw (headers, body) the peer called back with
 
 How an answer comes back is answer_for's business; its default follows the adapter's
 DecisionMode: the receipt's answer, else polling with a deadline (polling, response), the
 callback_for callback parsed (webhook), or None (manual: an operator records decisions).
+Adapters whose platform has a status API (has_status_api) also take the StatusApi tests.
 """
 
 from collections.abc import Mapping
@@ -43,7 +47,7 @@ import pytest
 from services.dispatcher.adapters.base import (Decision, DecisionMode, DeliveryError, InformationRequest,
                                                InvalidCallback, PlatformAdapter, PlatformAnswer, Receipt)
 from shared.embedded import free_port
-from shared.events import Category, Evidence, Platform, ReferralSubmitted
+from shared.events import Category, Evidence, InformationSupplied, Platform, ReferralSubmitted
 from tests.support import eventually
 
 
@@ -72,6 +76,10 @@ class AdapterContract:
         """How many distinct reports of referral the peer holds."""
         raise NotImplementedError
 
+    async def answers_at_peer(self, peer: Any, receipt: Receipt, referral: ReferralSubmitted) -> int:
+        """How many distinct answers to its questions the peer holds on receipt's ticket."""
+        raise NotImplementedError
+
     async def callback_for(self, peer: Any, referral: ReferralSubmitted) -> tuple[Mapping[str, str], bytes]:
         """Webhook adapters: the raw headers and body of the peer's callback on referral."""
         raise NotImplementedError(f"{type(self).__name__} must capture callbacks")
@@ -96,6 +104,11 @@ class AdapterContract:
             canonical_url=f"https://{self.platform.value}.example/p/1", platform=self.platform,
             category=Category.people_smuggling, case_reference="OP-CONTRACT", notes="Crossings for sale.",
             evidence=[Evidence(sha256="ab" * 32, captured_at=datetime.now(UTC))], submitted_at=datetime.now(UTC))
+
+    def make_answer(self, referral: ReferralSubmitted) -> InformationSupplied:
+        """The agency's answer to a question the platform asked about referral."""
+        return InformationSupplied(referral_id=referral.referral_id, answer="Terrorism Act 2006, s.2; order OP-7.",
+                                   evidence=[Evidence(sha256="cd" * 32, captured_at=datetime.now(UTC))])
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -153,6 +166,32 @@ class AdapterContract:
             await adapter.submit(self.make_referral())
         assert not failed.value.permanent, failed.value.reason
 
+    async def test_an_answer_reaches_the_platform_once_per_idempotency_key(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        receipt = await adapter.submit(referral)
+        supplied = self.make_answer(referral)
+        await adapter.answer(receipt.ticket_id, supplied, "answer-1")
+        await adapter.answer(receipt.ticket_id, supplied, "answer-1")
+        await (await self.adapter(peer)).answer(receipt.ticket_id, supplied, "answer-1")  # after a restart
+        assert await self.answers_at_peer(peer, receipt, referral) == 1, "a replay is not a second answer"
+        await adapter.answer(receipt.ticket_id, supplied, "answer-2")
+        assert await self.answers_at_peer(peer, receipt, referral) == 2
+
+    async def test_an_answer_with_bad_credentials_is_a_permanent_delivery_error(self, peer):
+        referral = self.make_referral()
+        receipt = await (await self.adapter(peer)).submit(referral)
+        adapter = self._track(await self.make_adapter_with_bad_credentials(peer))
+        with pytest.raises(DeliveryError) as refused:
+            await adapter.answer(receipt.ticket_id, self.make_answer(referral), "answer-1")
+        assert refused.value.permanent, refused.value.reason
+        assert await self.answers_at_peer(peer, receipt, referral) == 0
+
+    async def test_an_answer_to_an_unreachable_platform_is_a_transient_delivery_error(self, peer):
+        adapter, referral = self._track(await self.make_unreachable_adapter(peer, free_port())), self.make_referral()
+        with pytest.raises(DeliveryError) as failed:
+            await adapter.answer("ticket-1", self.make_answer(referral), "answer-1")
+        assert not failed.value.permanent, failed.value.reason
+
 
 class AnswersComeBack(AdapterContract):
     """For adapters whose platform answers by itself: in the response, by webhook or by polling."""
@@ -164,6 +203,19 @@ class AnswersComeBack(AdapterContract):
         assert answer is not None, "no answer came back"
         assert isinstance(answer, Decision | InformationRequest)
         assert (answer.referral_id, answer.ticket_id) == (referral.referral_id, receipt.ticket_id)
+
+
+class StatusApi(AdapterContract):
+    """For adapters whose platform has a status API: poll() tells what the platform decided, however
+    its decisions otherwise come back (a callback the platform gave up on is not a decision lost)."""
+
+    async def test_polling_after_the_decision_returns_it(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        assert adapter.has_status_api
+        receipt = await adapter.submit(referral)
+        came_back = await self.answer_for(peer, adapter, receipt, referral)
+        assert isinstance(came_back, Decision), came_back
+        assert await adapter.poll(receipt.ticket_id, referral.referral_id) == came_back
 
 
 class SignedCallbacks(AdapterContract):

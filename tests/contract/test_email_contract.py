@@ -2,7 +2,9 @@
 
 Each test gets a Mailbox of its own that requires SMTP AUTH, so credentials are exercised.
 E-mail cannot tell the sender of a replay, so replays are not flagged; the Mailbox counts a
-referral's messages by Message-ID, so a replay is a duplicate, not a second report.
+referral's messages by Message-ID, so a replay is a duplicate, not a second report. An answer is a
+reply on the report's thread; one sent again has the same Message-ID, so it is not a second reply.
+E-mail has no status to poll.
 """
 
 from typing import ClassVar
@@ -10,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from services.dispatcher.adapters import xarf
-from services.dispatcher.adapters.base import DecisionMode
+from services.dispatcher.adapters.base import DecisionMode, Receipt
 from services.dispatcher.adapters.email import EmailAdapter
 from services.dispatcher.adapters.telegram import TelegramAdapter
 from services.sandbox.mailbox import Mailbox
@@ -56,6 +58,9 @@ class MailboxContract(AdapterContract):
                  == str(referral.referral_id)]
         return len({m.message_id for m in about})
 
+    async def answers_at_peer(self, peer: Mailbox, receipt: Receipt, referral: ReferralSubmitted) -> int:
+        """Distinct replies on the thread of the report's e-mail."""
+        return len(peer.replies_to(receipt.ticket_id))
 
     async def test_decisions_are_recorded_by_an_operator_not_called_back_or_polled(self, peer):
         adapter, referral = await self.adapter(peer), self.make_referral()
@@ -63,6 +68,9 @@ class MailboxContract(AdapterContract):
 
         assert adapter.decisions is DecisionMode.manual and receipt.answer is None
         assert await self.answer_for(peer, adapter, receipt, referral) is None
+        assert not adapter.has_status_api
+        with pytest.raises(NotImplementedError):
+            await adapter.poll(receipt.ticket_id, referral.referral_id)
 
 
 class TestTheEmailAdapter(MailboxContract):

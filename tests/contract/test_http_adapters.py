@@ -1,7 +1,8 @@
 """The HTTP adapters against the real sandbox (docs/platform-apis.md's dialects), one contract each.
 
 Every test gets a sandbox of its own that decides at once, and a receiver that keeps each
-callback's raw headers and body, so `GET /stats` counts this test's reports only.
+callback's raw headers and body, so `GET /stats` counts this test's reports only. Every one of
+these platforms has a status API, and takes the agency's answers to its questions.
 """
 
 from collections.abc import Mapping
@@ -12,7 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from services.dispatcher.adapters.base import Decision, DeliveryError, InformationRequest, PlatformAdapter
+from services.dispatcher.adapters.base import (Decision, DeliveryError, InformationRequest, PlatformAdapter,
+                                               Receipt)
 from services.dispatcher.adapters.meta import MetaAdapter
 from services.dispatcher.adapters.tiktok import TikTokAdapter
 from services.dispatcher.adapters.webhook import WebhookAdapter
@@ -21,7 +23,7 @@ from services.dispatcher.adapters.youtube import YouTubeAdapter
 from services.sandbox.app import create_app
 from services.sandbox.config import SandboxSettings
 from shared.events import AccountAction, Ground, NoActionReason, Platform, ReferralSubmitted, Visibility
-from tests.contract.contract import AdapterContract, AnswersComeBack, SignedCallbacks
+from tests.contract.contract import AdapterContract, AnswersComeBack, SignedCallbacks, StatusApi
 from tests.support import eventually, serving
 
 
@@ -90,6 +92,12 @@ class SandboxContract(AdapterContract):
     async def reports_at_peer(self, peer: SandboxPeer, referral: ReferralSubmitted) -> int:
         return (await peer.http.get("/stats")).json()["by_platform"][referral.platform.value]["reports"]
 
+    async def answers_at_peer(self, peer: SandboxPeer, receipt: Receipt, referral: ReferralSubmitted) -> int:
+        """The answers the sandbox recorded on the ticket (its inspection, whichever the dialect)."""
+        response = await peer.http.get(f"/platforms/{referral.platform.value}/reports/{receipt.ticket_id}")
+        assert response.status_code == 200, response.text
+        return len(response.json()["answers"])
+
     async def callback_for(self, peer: SandboxPeer, referral: ReferralSubmitted) -> tuple[Mapping[str, str], bytes]:
         async def called_back() -> Callback | None:
             return next((c for c in peer.callbacks if str(referral.referral_id).encode() in c.body), None)
@@ -113,32 +121,56 @@ class SandboxContract(AdapterContract):
         assert not failed.value.permanent and "503" in failed.value.reason
         assert 25 <= failed.value.retry_after <= 30
 
+    async def test_an_answer_during_an_outage_is_transient_with_the_platforms_retry_after(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        receipt = await adapter.submit(referral)
+        await peer.http.post(f"/admin/{self.platform.value}/outage", json={"seconds": 30})
+        with pytest.raises(DeliveryError) as failed:
+            await adapter.answer(receipt.ticket_id, self.make_answer(referral), "answer-1")
+        assert not failed.value.permanent and "503" in failed.value.reason
+        assert 25 <= failed.value.retry_after <= 30
+        await peer.http.post(f"/admin/{self.platform.value}/outage", json={"seconds": 0})
+        await adapter.answer(receipt.ticket_id, self.make_answer(referral), "answer-1")
+        assert await self.answers_at_peer(peer, receipt, referral) == 1
 
-class TestMetaAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
+    async def test_an_answer_to_an_unknown_ticket_is_a_permanent_delivery_error(self, peer):
+        adapter, referral = await self.adapter(peer), self.make_referral()
+        with pytest.raises(DeliveryError) as refused:
+            await adapter.answer(f"{self.platform.value}-nothing", self.make_answer(referral), "answer-1")
+        assert refused.value.permanent and "404" in refused.value.reason
+
+    async def test_polling_an_unknown_ticket_is_a_permanent_delivery_error(self, peer):
+        adapter = await self.adapter(peer)
+        with pytest.raises(DeliveryError) as refused:
+            await adapter.poll(f"{self.platform.value}-nothing", self.make_referral().referral_id)
+        assert refused.value.permanent and "404" in refused.value.reason
+
+
+class TestMetaAdapter(SandboxContract, AnswersComeBack, StatusApi, SignedCallbacks):
     platform = Platform.instagram
     adapter_class = MetaAdapter
     bad_credentials = {"client_secret": "not-the-secret"}
 
 
-class TestYouTubeAdapter(SandboxContract, AnswersComeBack):
+class TestYouTubeAdapter(SandboxContract, AnswersComeBack, StatusApi):
     platform = Platform.youtube
     adapter_class = YouTubeAdapter
     bad_credentials = {"api_key": "not-the-key"}
 
 
-class TestXAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
+class TestXAdapter(SandboxContract, AnswersComeBack, StatusApi, SignedCallbacks):
     platform = Platform.x
     adapter_class = XAdapter
     bad_credentials = {"client_id": "not-the-client"}
 
 
-class TestTikTokAdapter(SandboxContract, AnswersComeBack):
+class TestTikTokAdapter(SandboxContract, AnswersComeBack, StatusApi):
     platform = Platform.tiktok
     adapter_class = TikTokAdapter
     bad_credentials = {"api_key": "not-the-key"}
 
 
-class TestWebhookAdapter(SandboxContract, AnswersComeBack, SignedCallbacks):
+class TestWebhookAdapter(SandboxContract, AnswersComeBack, StatusApi, SignedCallbacks):
     platform = Platform.other
     adapter_class = WebhookAdapter
     bad_credentials = {"secret": "whsec_bm90LXRoZS1zYW5kYm94LXNlY3JldA=="}
@@ -175,3 +207,31 @@ async def test_every_sandbox_outcome_comes_back_in_the_dsa_vocabulary(contract, 
     expected = {"visibility": (), "account": None, "ground": None, "no_action_reason": None, **OUTCOMES[outcome]}
     assert {name: getattr(answer, name) for name in expected} == expected
     assert answer.territorial_scope == ("GB",) and answer.explanation
+
+
+# -- a question is decided once the agency's answer reached the platform, for every adapter ------------
+
+CONTRACTS = [TestMetaAdapter, TestYouTubeAdapter, TestXAdapter, TestTikTokAdapter, TestWebhookAdapter]
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=[c.adapter_class.slug for c in CONTRACTS])
+async def test_a_question_is_decided_once_the_adapter_forwarded_the_answer(contract):
+    suite = contract()
+    async for peer in sandbox_peer("information_request=1"):
+        adapter, referral = await suite.make_adapter(peer), suite.make_referral()
+        try:
+            receipt = await adapter.submit(referral)
+            asked = await suite.answer_for(peer, adapter, receipt, referral)
+            assert isinstance(asked, InformationRequest), asked
+            assert await adapter.poll(receipt.ticket_id, referral.referral_id) == asked, "still asking"
+
+            await adapter.answer(receipt.ticket_id, suite.make_answer(referral), f"{referral.referral_id}/answer/1")
+
+            async def decision() -> Decision | None:
+                answer = await adapter.poll(receipt.ticket_id, referral.referral_id)
+                return answer if isinstance(answer, Decision) else None
+
+            decided = await eventually(decision, 10, "the decision after the answer")
+        finally:
+            await adapter.close()
+    assert decided.visibility == (Visibility.content_removed,)

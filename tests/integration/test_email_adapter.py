@@ -14,7 +14,7 @@ from services.dispatcher.adapters.email import EmailAdapter, EmailConfig
 from services.dispatcher.adapters.telegram import TelegramAdapter
 from services.sandbox.mailbox import Mailbox
 from shared.embedded import free_port
-from shared.events import Evidence, Platform
+from shared.events import Evidence, InformationSupplied, Platform
 from tests.fakes import referral
 
 PASSWORD = "correct horse battery staple"
@@ -85,7 +85,25 @@ async def test_the_same_referral_sent_twice_is_two_messages_but_one_report(mailb
     assert [m.message_id for m in mailbox.messages] == [first.ticket_id, first.ticket_id]
     assert [m.duplicate for m in mailbox.by_message_id[first.ticket_id]] == [False, True]
     assert (mailbox.reports, mailbox.duplicates) == (1, 1)
-    assert mailbox.stats() == {"messages": 2, "reports": 1, "duplicates": 1, "refused_recipients": 0,
+    assert mailbox.stats() == {"messages": 2, "reports": 1, "replies": 0, "duplicates": 1, "refused_recipients": 0,
+                               "auth_failures": 0}
+
+
+async def test_an_answer_is_a_reply_on_the_reports_thread_and_a_retry_is_the_same_reply(mailbox):
+    adapter, ref = email_adapter(mailbox), referral(Platform.other)
+    receipt = await adapter.submit(ref)
+    supplied = InformationSupplied(referral_id=ref.referral_id, answer="Terrorism Act 2006, s.2")
+    for key in ("answer-1", "answer-1", "answer-2"):
+        await adapter.answer(receipt.ticket_id, supplied, key)
+
+    report, *replies = mailbox.thread(receipt.ticket_id)
+    assert report.message_id == receipt.ticket_id and report.in_reply_to is None
+    assert [m.in_reply_to for m in replies] == [receipt.ticket_id] * 3
+    assert [m.duplicate for m in replies] == [False, True, False], "a retry has the answer's Message-ID again"
+    assert len(mailbox.replies_to(f"<{receipt.ticket_id}>")) == 2
+    assert replies[0].message["References"] == f"<{receipt.ticket_id}>"
+    assert "Terrorism Act 2006, s.2" in replies[0].message.get_body(("plain",)).get_content()
+    assert mailbox.stats() == {"messages": 4, "reports": 1, "replies": 2, "duplicates": 1, "refused_recipients": 0,
                                "auth_failures": 0}
 
 

@@ -46,7 +46,7 @@ async def test_requests_beyond_the_burst_are_answered_429_with_a_retry_after_in_
         assert (await client.get("/youtube/v1/flags/youtube-none", headers=YOUTUBE_KEY)).status_code == 429
         assert await platform_stats(client, "youtube") == {
             "reports": 2, "duplicates": 0, "decided": 0, "requests": 4, "throttled": 2, "errors": 0,
-            "unavailable": 0, "hung": 0}
+            "unavailable": 0, "hung": 0, "answers": 0, "answer_duplicates": 0, "callbacks_dropped": 0}
         # Other platforms have budgets of their own.
         tiktok = await client.post("/tiktok/v1/reports", json=tiktok_report(), headers=keyed(TIKTOK_KEY))
         assert tiktok.status_code == 201

@@ -151,5 +151,5 @@ def test_the_personas_describe_themselves_as_json_ready_data(shipped):
     described = describe(shipped)
     assert set(described) == {p.value for p in Platform}
     assert set(described["x"]) == {"latency_ms", "error_rate", "rate_limit", "outages", "decision_delay_s",
-                                   "decisions"}
+                                   "decisions", "drop_callbacks"}
     assert described["facebook"]["outages"] == []

@@ -9,7 +9,7 @@ from uuid import UUID
 from services.dispatcher.adapters import xarf
 from services.dispatcher.adapters.email import EmailAdapter, EmailConfig
 from services.dispatcher.adapters.telegram import TelegramAdapter
-from shared.events import Category, Evidence, Platform
+from shared.events import Category, Evidence, InformationSupplied, Platform
 from tests.fakes import referral
 
 RID = UUID("0b9f3c5e-8a1d-4c2b-9e7f-1a2b3c4d5e6f")
@@ -162,3 +162,38 @@ def test_each_dispatch_of_a_referral_has_a_message_id_of_its_own():
 
     assert ticket_id(first) == f"{first.referral_id}@takedown"
     assert ticket_id(again) == f"{first.referral_id}.2@takedown"
+
+
+# -- replies: an agency's answer on the report's thread ------------------------------------------------
+
+def supplied(answer="Terrorism Act 2006, s.2 — Beschluss Nr. 7", evidence=()):
+    return InformationSupplied(referral_id=RID, answer=answer, evidence=list(evidence))
+
+
+def reply(ticket=f"{RID}@takedown", key="answer-1", answer=None):
+    return xarf.build_reply(ticket, answer or supplied(), key, sender="referrals@takedown.sandbox",
+                            recipient="abuse@telegram.sandbox", sent_at=SUBMITTED)
+
+
+def test_a_reply_answers_on_the_thread_of_the_report_it_answers():
+    received = sent_and_received(reply())
+    assert received["In-Reply-To"] == received["References"] == f"<{RID}@takedown>"
+    assert (received["From"], received["To"]) == ("referrals@takedown.sandbox", "abuse@telegram.sandbox")
+    assert received["Subject"].startswith("Re: [takedown] referral ") and str(RID) in received["Subject"]
+    assert received["X-Takedown-Referral-Id"] == str(RID)
+
+
+def test_a_replys_message_id_is_the_same_for_its_key_and_differs_for_another_key_or_ticket():
+    assert reply()["Message-ID"] == reply()["Message-ID"]
+    assert reply()["Message-ID"] != reply(key="answer-2")["Message-ID"]
+    assert reply()["Message-ID"] != reply(ticket=f"{RID}.2@takedown")["Message-ID"]
+    assert reply()["Message-ID"].startswith("<answer.") and reply()["Message-ID"].endswith("@takedown>")
+
+
+def test_a_reply_carries_the_answer_and_its_evidence_7_bit_clean():
+    evidence = [Evidence(sha256=HASH, captured_at=SUBMITTED, archive_url="https://archive.example/1")]
+    wire = reply(answer=supplied(evidence=evidence)).as_bytes()
+    assert wire.isascii()
+    body = message_from_bytes(wire, policy=default_policy).get_body(("plain",)).get_content()
+    assert "Terrorism Act 2006, s.2 — Beschluss Nr. 7" in body
+    assert HASH in body and "https://archive.example/1" in body and str(RID) in body

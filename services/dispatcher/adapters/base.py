@@ -10,8 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import (AccountAction, Ground, NoActionReason, Platform, ReferralSubmitted,
-                           Visibility)
+from shared.events import (AccountAction, Ground, InformationSupplied, NoActionReason, Platform,
+                           ReferralSubmitted, Visibility)
 
 
 class AuthKind(StrEnum):
@@ -87,7 +87,7 @@ class Receipt:
 
 
 class DeliveryError(Exception):
-    """A report the platform did not take; permanent errors are not worth retrying."""
+    """A report (or answer) the platform did not take; permanent errors are not worth retrying."""
 
     def __init__(self, reason: str, *, permanent: bool, retry_after: float | None = None):
         super().__init__(reason)
@@ -123,7 +123,9 @@ class PlatformAdapter(ABC):
     decisions: ClassVar[DecisionMode]
     Config: ClassVar[type[AdapterConfig]] = AdapterConfig
     default_platforms: ClassVar[tuple[Platform, ...]] = ()
-    has_status_api: ClassVar[bool] = False  # poll() answers for its tickets (a webhook platform too)
+    # Whether poll() works: the platform has a status API, whatever way its decisions come back. The
+    # dispatcher may then poll a webhook platform's undecided tickets, lest a lost callback lose a decision.
+    has_status_api: ClassVar[bool] = False
 
     def __init__(self, config: AdapterConfig, platforms: tuple[Platform, ...] | None = None):
         self.config = config
@@ -134,8 +136,15 @@ class PlatformAdapter(ABC):
         """Report one referral; the same referral twice must not make two reports."""
 
     async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
-        """The answer on an open ticket, or None while it is still open (polling adapters)."""
+        """The answer on an open ticket, or None while it is still open (adapters with has_status_api)."""
         raise NotImplementedError(f"{self.slug} does not poll")
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """Forward the agency's answer to the platform's ticket, in its dialect.
+
+        The same idempotency_key twice records one answer at the platform. Raises DeliveryError as
+        submit() does: transient (retry, after retry_after if given) or permanent (e.g. unknown ticket)."""
+        raise NotImplementedError(f"{self.slug} cannot forward answers")
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
         """Verify and read a decision callback posted for platform (webhook adapters); InvalidCallback if it fails."""

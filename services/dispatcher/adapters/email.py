@@ -1,14 +1,17 @@
 """Reports referrals by e-mail: a text summary plus an XARF v4 attachment, over SMTP.
 
 The stdlib smtplib does the talking, in a worker thread. E-mail gives no decision back on the
-wire: an operator records what the platform answered (DecisionMode.manual). Sending the same
-referral twice sends two e-mails with one Message-ID, which the receiver can recognise.
+wire: an operator records what the platform answered (DecisionMode.manual), and there is no
+status to poll. Sending the same referral twice sends two e-mails with one Message-ID, which the
+receiver can recognise; an answer to the platform is a reply on the report's thread, its
+Message-ID derived from the answer's idempotency key, so a retry is the same message again.
 """
 
 import asyncio
 import logging
 import smtplib
 import ssl
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from pydantic import Field, SecretStr
@@ -16,7 +19,7 @@ from pydantic import Field, SecretStr
 from services.dispatcher.adapters import xarf
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, DeliveryError,
                                                PlatformAdapter, Receipt)
-from shared.events import Platform, ReferralSubmitted
+from shared.events import InformationSupplied, Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,19 @@ class EmailAdapter(PlatformAdapter):
         log.info("%s: e-mailed referral %s to %s as %s", self.slug, referral.referral_id,
                  self.config.to_address, msg["Message-ID"])
         return Receipt(ticket_id=xarf.ticket_id(referral))
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """E-mail the agency's answer as a reply to the report's e-mail (ticket_id is its Message-ID)."""
+        msg = xarf.build_reply(ticket_id, supplied, idempotency_key, sender=self.config.from_address,
+                               recipient=self.config.to_address, sent_at=datetime.now(UTC))
+        try:
+            await asyncio.to_thread(self._send, msg)
+        except DeliveryError as exc:
+            log.warning("%s: answer on %s not e-mailed to %s: %s", self.slug, ticket_id, self.config.to_address,
+                        exc.reason)
+            raise
+        log.info("%s: e-mailed the answer on %s to %s as %s", self.slug, ticket_id, self.config.to_address,
+                 msg["Message-ID"])
 
     def _send(self, msg: EmailMessage) -> None:
         """Deliver one message over a fresh SMTP connection (runs in a worker thread)."""

@@ -22,7 +22,7 @@ from services.dispatcher.adapters.answers import (  # noqa: F401 - the adapters 
     InvalidAnswer, an_id, answer_from_status, callback_answer, callback_json, excerpt, lower_keys, parse_answer)
 from services.dispatcher.adapters.base import (AdapterConfig, DeliveryError, PlatformAdapter, PlatformAnswer,
                                                Receipt)
-from shared.events import (Platform, ReferralSubmitted)
+from shared.events import InformationSupplied, Platform, ReferralSubmitted
 
 TRANSIENT_STATUS = frozenset({408, 425, 429})
 TOKEN_MARGIN_S = 60.0  # a token is refreshed this long before it expires
@@ -117,6 +117,16 @@ def idempotency(referral: ReferralSubmitted) -> dict[str, str]:
     return {"Idempotency-Key": referral.delivery_key}  # one report per dispatch: "<id>" or "<id>/<n>"
 
 
+def ticket_path(prefix: str, ticket_id: str, suffix: str = "") -> str:
+    """prefix/<ticket id, escaped>suffix: the path of one ticket (or of what hangs under it)."""
+    return f"{prefix}/{quote(ticket_id, safe='')}{suffix}"
+
+
+def evidence_hashes(supplied: InformationSupplied) -> list[str]:
+    """The SHA-256 of each piece of evidence an answer supplies."""
+    return [item.sha256 for item in supplied.evidence]
+
+
 class HttpAdapter(PlatformAdapter):
     """A PlatformAdapter over HTTP: one httpx.AsyncClient, non-2xx answers raised as DeliveryError.
 
@@ -151,15 +161,25 @@ class HttpAdapter(PlatformAdapter):
             raise error
         return response
 
-    async def poll_ticket(self, path: str, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
-        """GET a ticket's status: its decision or information request, None while it is open.
+    async def poll_ticket(self, path: str, ticket_id: str, referral_id: UUID, *, within: str | None = None,
+                          headers: Mapping[str, str] | None = None) -> PlatformAnswer | None:
+        """GET a ticket's status at path (under the key `within` of the answer, if given): its decision
+        or information request, None while it is open.
 
         An answer that cannot be read is a permanent DeliveryError: the ticket stays open."""
-        response = await self.send("GET", f"{path}/{quote(ticket_id, safe='')}")
+        body = json_object(await self.send("GET", path, headers=dict(headers or {})))
+        if within is not None:
+            body = body.get(within) if isinstance(body.get(within), dict) else {}
         try:
-            return answer_from_status(json_object(response), ticket_id, referral_id)
+            return answer_from_status(body, ticket_id, referral_id)
         except InvalidAnswer as exc:
             raise DeliveryError(f"{self.slug} ticket {ticket_id}: {exc}", permanent=True) from None
+
+    async def post_answer(self, path: str, idempotency_key: str, **kwargs: Any) -> None:
+        """POST an agency's answer to path with its Idempotency-Key; a non-2xx answer raises DeliveryError
+        (404, an unknown ticket: permanent)."""
+        headers = {**kwargs.pop("headers", {}), "Idempotency-Key": idempotency_key}
+        await self.send("POST", path, headers=headers, **kwargs)
 
     async def close(self) -> None:
         """Close the adapter's connections."""

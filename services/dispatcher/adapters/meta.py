@@ -2,7 +2,8 @@
 
 Meta's callbacks are signed X-Hub-Signature-256 (the body's HMAC with the app secret) and carry
 no message id: each entry's `time` (unix seconds) dates them, and a replay is recognised by the
-digest of the body.
+digest of the body. A report's status can be asked for (GET), and replies posted to it, with the
+same bearer token as reports.
 """
 
 import hashlib
@@ -10,15 +11,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 from pydantic import Field, SecretStr
 
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, DeliveryError,
-                                               InvalidCallback, Receipt, VerifiedCallback)
+                                               InvalidCallback, PlatformAnswer, Receipt, VerifiedCallback)
 from services.dispatcher.adapters.http import (OAuth2Adapter, callback_answer, callback_json, callback_url,
-                                               hex_signature, idempotency, lower_keys, receipt_from,
-                                               signatures_match)
-from shared.events import Category, Platform, ReferralSubmitted
+                                               evidence_hashes, hex_signature, idempotency, lower_keys, receipt_from,
+                                               signatures_match, ticket_path)
+from shared.events import Category, InformationSupplied, Platform, ReferralSubmitted
 from shared.webhooks import TOLERANCE_S
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class MetaAdapter(OAuth2Adapter):
     Config = MetaConfig
     default_platforms = SURFACES
     token_path = "/meta/oauth/token"
+    has_status_api = True
     config: MetaConfig
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -85,6 +88,16 @@ class MetaAdapter(OAuth2Adapter):
         receipt = receipt_from(response, "report_id", secrets=self.secrets())
         log.debug("meta: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
         return receipt
+
+    async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
+        """The report's decision or information request, as its callbacks would tell; None while it is open."""
+        return await self.poll_ticket(ticket_path("/meta/v1/reports", ticket_id), ticket_id, referral_id)
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """Post the agency's answer as a reply to the report."""
+        body = {"external_reference": str(supplied.referral_id), "message": supplied.answer,
+                "evidence_hashes": evidence_hashes(supplied)}
+        await self.post_answer(ticket_path("/meta/v1/reports", ticket_id, "/replies"), idempotency_key, json=body)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
         """Verify X-Hub-Signature-256 (either app secret) and every entry's time, and read each entry's answer.

@@ -1,4 +1,4 @@
-"""TikTok: an API key; decided in the response when immediate, else polled."""
+"""TikTok: an API key; decided in the response when immediate, else polled; answers are posted to the report."""
 
 import logging
 from uuid import UUID
@@ -6,9 +6,9 @@ from uuid import UUID
 from pydantic import Field, SecretStr
 
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, PlatformAnswer, Receipt)
-from services.dispatcher.adapters.http import (HttpAdapter, InvalidAnswer, answer_from_status, idempotency,
-                                               json_object, receipt_from)
-from shared.events import Platform, ReferralSubmitted
+from services.dispatcher.adapters.http import (HttpAdapter, InvalidAnswer, answer_from_status, evidence_hashes,
+                                               idempotency, json_object, receipt_from, ticket_path)
+from shared.events import InformationSupplied, Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class TikTokAdapter(HttpAdapter):
     Config = TikTokConfig
     default_platforms = (Platform.tiktok,)
     api_key_header = "X-Api-Key"
+    has_status_api = True
     config: TikTokConfig
 
     def payload(self, referral: ReferralSubmitted) -> dict:
@@ -53,4 +54,11 @@ class TikTokAdapter(HttpAdapter):
 
     async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
         """The report's decision or information request; None while it is open."""
-        return await self.poll_ticket("/tiktok/v1/reports", ticket_id, referral_id)
+        return await self.poll_ticket(ticket_path("/tiktok/v1/reports", ticket_id), ticket_id, referral_id)
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """Post the information the report's request asked for."""
+        body = {"reference": str(supplied.referral_id), "text": supplied.answer,
+                "evidence_hashes": evidence_hashes(supplied)}
+        await self.post_answer(ticket_path("/tiktok/v1/reports", ticket_id, "/information"), idempotency_key,
+                               json=body)

@@ -3,22 +3,25 @@ callbacks carry webhook-id, webhook-timestamp and webhook-signature, and name in
 body the platform they are for.
 
 The report goes to `{base_url}/reports`; the sandbox serves it at `/platforms/{platform}/reports`,
-so the default base_url is the sandbox's `/platforms/other`.
+so the default base_url is the sandbox's `/platforms/other`. A ticket's status is
+`GET {base_url}/reports/{ticket_id}/status` (no body: the signature covers the ticket id in its
+place) and the agency's answer `POST {base_url}/reports/{ticket_id}/information`, signed alike.
 """
 
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from uuid import UUID
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback, Receipt,
-                                               VerifiedCallback)
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback,
+                                               PlatformAnswer, Receipt, VerifiedCallback)
 from services.dispatcher.adapters.http import (HttpAdapter, callback_answer, callback_json, callback_url, excerpt,
-                                               idempotency, receipt_from)
+                                               idempotency, receipt_from, ticket_path)
 from shared import webhooks
-from shared.events import Platform, ReferralSubmitted
+from shared.events import InformationSupplied, Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class WebhookAdapter(HttpAdapter):
     decisions = DecisionMode.webhook
     Config = WebhookConfig
     default_platforms = (Platform.other,)
+    has_status_api = True
     config: WebhookConfig
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -61,6 +65,10 @@ class WebhookAdapter(HttpAdapter):
         """The current secret, then the one being rotated out (if any)."""
         secrets = [self.config.secret, self.config.previous_secret]
         return [s.get_secret_value() for s in secrets if s is not None]
+
+    def signed(self, payload: bytes) -> dict[str, str]:
+        """Standard Webhooks headers for payload, as a new message (a new webhook-id)."""
+        return webhooks.sign(self.signing_secrets(), payload, webhooks.new_message_id(), int(self.clock()))
 
     def payload(self, referral: ReferralSubmitted) -> dict:
         """The body of the webhook's report for referral."""
@@ -80,12 +88,24 @@ class WebhookAdapter(HttpAdapter):
         body = json.dumps(self.payload(referral), separators=(",", ":"), ensure_ascii=False).encode()
         # A new webhook-id per attempt: the platform refuses an id it has taken, and a retry of a
         # report it took (our timeout, its 201) must reach it; the Idempotency-Key makes it one ticket.
-        signed = webhooks.sign(self.signing_secrets(), body, webhooks.new_message_id(), int(self.clock()))
-        headers = {**idempotency(referral), "Content-Type": "application/json", **signed}
+        headers = {**idempotency(referral), "Content-Type": "application/json", **self.signed(body)}
         response = await self.send("POST", "reports", content=body, headers=headers)
         receipt = receipt_from(response, "ticket_id", secrets=self.secrets())
         log.debug("webhook: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
         return receipt
+
+    async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
+        """The ticket's decision or information request, as its callback would tell; None while it is open."""
+        return await self.poll_ticket(ticket_path("reports", ticket_id, "/status"), ticket_id, referral_id,
+                                      headers=self.signed(ticket_id.encode()))
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """Post the agency's answer to the ticket, signed (each attempt a new message; the key makes it one answer)."""
+        payload = {"ticket_id": ticket_id, "reference": str(supplied.referral_id), "answer": supplied.answer,
+                   "evidence": [item.model_dump(mode="json") for item in supplied.evidence]}
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        await self.post_answer(ticket_path("reports", ticket_id, "/information"), idempotency_key, content=body,
+                               headers={"Content-Type": "application/json", **self.signed(body)})
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
         """Verify the Standard Webhooks signature and time, and that it was signed for platform."""

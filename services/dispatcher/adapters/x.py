@@ -1,19 +1,21 @@
-"""X: OAuth2 client credentials; decisions come back by webhook signed with a timestamp."""
+"""X: OAuth2 client credentials; decisions come back by webhook signed with a timestamp, and can be
+asked for; answers are replies to the report."""
 
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable, Mapping
+from uuid import UUID
 
 from pydantic import Field, SecretStr
 
-from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback, Receipt,
-                                               VerifiedCallback)
+from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, InvalidCallback,
+                                               PlatformAnswer, Receipt, VerifiedCallback)
 from services.dispatcher.adapters.http import (OAuth2Adapter, base64_signature, callback_answer, callback_json,
-                                               callback_url, idempotency, lower_keys, receipt_from,
-                                               signatures_match)
-from shared.events import Platform, ReferralSubmitted
+                                               callback_url, evidence_hashes, idempotency, lower_keys, receipt_from,
+                                               signatures_match, ticket_path)
+from shared.events import InformationSupplied, Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class XAdapter(OAuth2Adapter):
     Config = XConfig
     default_platforms = (Platform.x,)
     token_path = "/x/oauth2/token"
+    has_status_api = True
     config: XConfig
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -59,6 +62,16 @@ class XAdapter(OAuth2Adapter):
         receipt = receipt_from(response, "data", "report_id", secrets=self.secrets())
         log.debug("x: referral %s reported as %s", referral.referral_id, receipt.ticket_id)
         return receipt
+
+    async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
+        """The report's decision or information request (under `data`); None while it is open."""
+        return await self.poll_ticket(ticket_path("/x/2/reports", ticket_id), ticket_id, referral_id, within="data")
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """Post the agency's answer as a reply to the report."""
+        body = {"reporter_reference": str(supplied.referral_id), "text": supplied.answer,
+                "evidence_hashes": evidence_hashes(supplied)}
+        await self.post_answer(ticket_path("/x/2/reports", ticket_id, "/replies"), idempotency_key, json=body)
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes, platform: Platform) -> VerifiedCallback:
         """Verify X-Timestamp and X-Signature (refused after 5 minutes) and read the answer."""

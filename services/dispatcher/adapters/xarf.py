@@ -1,17 +1,21 @@
-"""Referrals as XARF v4 reports, and the e-mail that carries one (pure: no I/O).
+"""Referrals as XARF v4 reports, the e-mail that carries one, and replies on its thread (pure: no I/O).
 
 The e-mail is multipart: a short human-readable text part and the report as the JSON attachment
 `report.xarf.json`. Its Message-ID is derived from the referral id, so the same referral
 e-mailed twice carries the same id and the receiving system can recognise the second copy.
+An agency's answer to the platform is a plain-text reply to that e-mail (In-Reply-To and
+References name it), whose Message-ID is derived from the answer's idempotency key likewise.
 """
 
+import hashlib
 import json
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
-from shared.events import ReferralSubmitted
+from shared.events import InformationSupplied, ReferralSubmitted
 
 XARF_VERSION = "4"
 ATTACHMENT_NAME = "report.xarf.json"
@@ -108,6 +112,40 @@ def build_message(referral: ReferralSubmitted, *, sender: str, recipient: str, r
     msg.make_mixed()
     msg.attach(text)
     msg.attach(attachment)
+    return msg
+
+
+def reply_message_id(ticket_id: str, idempotency_key: str) -> str:
+    """The Message-ID of the reply answering ticket_id under idempotency_key: the same for every retry."""
+    digest = hashlib.sha256(f"{ticket_id}\x00{idempotency_key}".encode()).hexdigest()[:32]
+    return f"<answer.{digest}@{MESSAGE_ID_DOMAIN}>"
+
+
+def reply_text(supplied: InformationSupplied) -> str:
+    """The reply's text: the answer, then the evidence supplied with it."""
+    lines = [f"In reply to your request for information on referral {supplied.referral_id}:", "",
+             supplied.answer, ""]
+    if supplied.evidence:
+        lines.append("Evidence (SHA-256, captured at, archive):")
+        lines += [f"- {e.sha256} {e.captured_at.isoformat()} {e.archive_url or '-'}" for e in supplied.evidence]
+        lines.append("")
+    lines.append("Please quote the referral id in your reply.")
+    return "\n".join(lines) + "\n"
+
+
+def build_reply(ticket_id: str, supplied: InformationSupplied, idempotency_key: str, *, sender: str,
+                recipient: str, sent_at: datetime) -> EmailMessage:
+    """The e-mail answering the platform on the thread of the report whose Message-ID is <ticket_id>."""
+    msg = EmailMessage(policy=HEADER_POLICY)
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = f"Re: [takedown] referral {supplied.referral_id}: the information you asked for"
+    msg["Date"] = format_datetime(sent_at)
+    msg["Message-ID"] = reply_message_id(ticket_id, idempotency_key)
+    msg["In-Reply-To"] = f"<{ticket_id}>"
+    msg["References"] = f"<{ticket_id}>"
+    msg["X-Takedown-Referral-Id"] = str(supplied.referral_id)
+    msg.set_content(reply_text(supplied), charset="utf-8", cte="quoted-printable")
     return msg
 
 

@@ -1,4 +1,4 @@
-"""YouTube: an API key; decisions are polled."""
+"""YouTube: an API key; decisions are polled; answers to its questions are responses to the flag."""
 
 import logging
 from uuid import UUID
@@ -6,9 +6,9 @@ from uuid import UUID
 from pydantic import Field, SecretStr
 
 from services.dispatcher.adapters.base import (AdapterConfig, AuthKind, DecisionMode, PlatformAnswer, Receipt)
-from services.dispatcher.adapters.http import (HttpAdapter, idempotency,
-                                               receipt_from)
-from shared.events import Platform, ReferralSubmitted
+from services.dispatcher.adapters.http import (HttpAdapter, evidence_hashes, idempotency, receipt_from,
+                                               ticket_path)
+from shared.events import InformationSupplied, Platform, ReferralSubmitted
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ class YouTubeAdapter(HttpAdapter):
     Config = YouTubeConfig
     default_platforms = (Platform.youtube,)
     api_key_header = "X-Api-Key"
+    has_status_api = True
     config: YouTubeConfig
 
     def payload(self, referral: ReferralSubmitted) -> dict:
@@ -51,4 +52,10 @@ class YouTubeAdapter(HttpAdapter):
 
     async def poll(self, ticket_id: str, referral_id: UUID) -> PlatformAnswer | None:
         """The flag's decision or information request; None while it is open."""
-        return await self.poll_ticket("/youtube/v1/flags", ticket_id, referral_id)
+        return await self.poll_ticket(ticket_path("/youtube/v1/flags", ticket_id), ticket_id, referral_id)
+
+    async def answer(self, ticket_id: str, supplied: InformationSupplied, idempotency_key: str) -> None:
+        """Post the agency's answer as a response to the flag."""
+        body = {"flagger_reference": str(supplied.referral_id), "response_text": supplied.answer,
+                "evidence_hashes": evidence_hashes(supplied)}
+        await self.post_answer(ticket_path("/youtube/v1/flags", ticket_id, "/responses"), idempotency_key, json=body)

@@ -1,10 +1,11 @@
-"""What every dialect shares: the persona gate, credentials, Idempotency-Key, tickets and polls.
+"""What every dialect shares: the persona gate, credentials, Idempotency-Key, tickets, their status
+views and the answers agencies send to them.
 
 Every request to a platform's dialect passes the gate first (before credentials and
 validation, as a platform's load balancer would answer): an outage answers 503 (or, started by
 the admin with another kind, 500, or holds the request past the client's timeout and then serves
 it), a spent rate limit 429 with Retry-After, then the persona's latency is waited out and, for
-reports, the persona's error rate answers 500.
+reports and answers, the persona's error rate answers 500.
 """
 
 import asyncio
@@ -15,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import Field
 
 from services.sandbox.runtime import Sandbox, sandbox_of
-from services.sandbox.state import Ticket
+from services.sandbox.state import Answer, Ticket
 from services.sandbox.traffic import whole_seconds
 from shared.events import Platform
 
@@ -27,7 +29,12 @@ log = logging.getLogger(__name__)
 
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200,
                                        description="The referral id; a replay returns the first ticket.")]
+AnswerKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                  description="Names the answer; a replay returns the first and records none.")]
 CALLBACK_URL_PATTERN = r"^https?://"
+AnswerText = Annotated[str, Field(min_length=1, max_length=10_000)]
+EvidenceHashes = Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]],
+                           Field(default_factory=list, max_length=1000)]
 
 
 async def admit(sandbox: Sandbox, platform: Platform, *, report: bool) -> None:
@@ -128,9 +135,26 @@ def open_ticket(request: Request, key: str, *, dialect: str, platform: Platform,
     return ticket, duplicate
 
 
-def polled(ticket: Ticket, id_field: str) -> dict:
-    """A poll's answer: open, information_requested (with the request) or decided (with the decision)."""
-    body: dict = {id_field: ticket.ticket_id, "status": ticket.status}
+def ticket_gate(dialect: str, id_param: str, *, report: bool):
+    """A dependency passing a request about the ticket in path parameter id_param through the gate of
+    the ticket's platform (meta's reports are facebook's or instagram's); an unknown ticket passes, to 404."""
+
+    async def dependency(request: Request) -> None:
+        sandbox = sandbox_of(request)
+        ticket = sandbox.store.find(request.path_params[id_param], dialect=dialect)
+        if ticket is not None:
+            await admit(sandbox, ticket.platform, report=report)
+
+    return Depends(dependency)
+
+
+def polled(ticket: Ticket, id_field: str, reference_field: str | None = None) -> dict:
+    """A status view: open, information_requested (with the request) or decided (with the decision);
+    with reference_field, the referral id under that name too (what the dialect's callbacks carry)."""
+    body: dict = {id_field: ticket.ticket_id}
+    if reference_field:
+        body[reference_field] = ticket.reference
+    body["status"] = ticket.status
     if ticket.status == "decided":
         body["decision"] = ticket.decision
     elif ticket.status == "information_requested":
@@ -138,11 +162,31 @@ def polled(ticket: Ticket, id_field: str) -> dict:
     return body
 
 
-def find_ticket(request: Request, ticket_id: str, *, dialect: str, platform: Platform) -> Ticket:
+def find_ticket(request: Request, ticket_id: str, *, dialect: str, platform: Platform | None = None) -> Ticket:
+    """The dialect's ticket (of platform, when given); 404 if there is none."""
     ticket = sandbox_of(request).store.find(ticket_id, dialect=dialect, platform=platform)
     if ticket is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report {ticket_id!r}")
     return ticket
+
+
+def take_answer(request: Request, response: Response, ticket: Ticket, key: str, *, reference: str, text: str,
+                evidence: list[str]) -> tuple[Answer, bool]:
+    """Record an agency's answer on ticket (201; a replayed key: 200 and the first answer, none recorded).
+
+    409 when it names another referral than the ticket's. A ticket waiting for an answer is decided
+    after its persona's delay; an answer to one that asked nothing is recorded all the same."""
+    if reference != ticket.reference:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"report {ticket.ticket_id!r} is not about reference {reference!r}")
+    sandbox = sandbox_of(request)
+    answer, duplicate = sandbox.store.answer(ticket, key, text=text, evidence=evidence, now=datetime.now(UTC))
+    if duplicate:
+        response.status_code = status.HTTP_200_OK
+    else:
+        log.info("ticket %s: answer %s received (%s)", ticket.ticket_id, answer.answer_id, ticket.status)
+        sandbox.decider.answered(ticket)
+    return answer, duplicate
 
 
 def news(ticket: Ticket) -> dict:

@@ -1,6 +1,7 @@
 """meta (facebook, instagram): OAuth2 client credentials, reports, webhook callbacks signed
 X-Hub-Signature-256 (hex HMAC-SHA256 of the raw body with the app secret), each entry dated by
-its `time` (unix seconds) as Meta's webhooks are."""
+its `time` (unix seconds) as Meta's webhooks are; a report's status and replies to it, with the
+bearer token too."""
 
 import json
 import time
@@ -12,8 +13,9 @@ from pydantic import BaseModel, Field
 from services.sandbox import domain
 from services.sandbox.callbacks import Callback, Notifier
 from services.sandbox.config import SandboxSettings
-from services.sandbox.dialects.common import (CALLBACK_URL_PATTERN, IdempotencyKey, admit, bearer, issue_token,
-                                              news, open_ticket, to_json)
+from services.sandbox.dialects.common import (CALLBACK_URL_PATTERN, AnswerKey, AnswerText, EvidenceHashes,
+                                              IdempotencyKey, admit, bearer, find_ticket, issue_token, news,
+                                              open_ticket, polled, take_answer, ticket_gate, to_json)
 from services.sandbox.runtime import sandbox_of
 from services.sandbox.state import Ticket
 from shared.events import Platform
@@ -76,6 +78,33 @@ async def report(body: MetaReport, idempotency_key: IdempotencyKey, request: Req
     if duplicate:
         response.status_code = status.HTTP_200_OK
     return MetaReportReceived(report_id=ticket.ticket_id, duplicate=duplicate)
+
+
+class MetaReply(BaseModel):
+    external_reference: str = Field(min_length=1, max_length=200, description="The referral id.")
+    message: AnswerText
+    evidence_hashes: EvidenceHashes
+
+
+@router.get("/v1/reports/{report_id}", dependencies=[ticket_gate(DIALECT, "report_id", report=False),
+                                                      bearer(DIALECT)])
+async def report_status(report_id: str, request: Request) -> dict:
+    """The report as its callbacks tell it: `{"report_id", "external_reference", "status"}` and its
+    `decision` or `information_request`; 404 for an unknown report."""
+    return polled(find_ticket(request, report_id, dialect=DIALECT), "report_id", "external_reference")
+
+
+@router.post("/v1/reports/{report_id}/replies", status_code=status.HTTP_201_CREATED,
+             dependencies=[ticket_gate(DIALECT, "report_id", report=True), bearer(DIALECT)],
+             responses={200: {"description": "Replayed Idempotency-Key: the first reply, none recorded."}})
+async def reply(report_id: str, body: MetaReply, idempotency_key: AnswerKey, request: Request,
+                response: Response) -> dict:
+    """Reply to the report, e.g. with what its information request asked (201 `{"reply_id", "report_id",
+    "duplicate"}`); 404 for an unknown report, 409 for one about another reference."""
+    ticket = find_ticket(request, report_id, dialect=DIALECT)
+    answer, duplicate = take_answer(request, response, ticket, idempotency_key, reference=body.external_reference,
+                                    text=body.message, evidence=body.evidence_hashes)
+    return {"reply_id": answer.answer_id, "report_id": report_id, "duplicate": duplicate}
 
 
 def notifier(settings: SandboxSettings) -> Notifier:

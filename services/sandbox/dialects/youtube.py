@@ -1,4 +1,5 @@
-"""youtube: API key (X-Api-Key, 403 if wrong), flags, and a polling endpoint for decisions."""
+"""youtube: API key (X-Api-Key, 403 if wrong), flags, a polling endpoint for decisions and
+responses to the flag's information request."""
 
 from typing import Literal
 
@@ -6,7 +7,8 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, Field
 
 from services.sandbox import domain
-from services.sandbox.dialects.common import IdempotencyKey, api_key, find_ticket, gate, open_ticket, polled
+from services.sandbox.dialects.common import (AnswerKey, AnswerText, EvidenceHashes, IdempotencyKey, api_key,
+                                              find_ticket, gate, open_ticket, polled, take_answer)
 from shared.events import Platform
 
 DIALECT = "youtube"
@@ -44,3 +46,21 @@ async def flag(body: Flag, idempotency_key: IdempotencyKey, request: Request, re
 async def poll(flag_id: str, request: Request) -> dict:
     """The flag's status: open, information_requested (with the request) or decided (with the decision)."""
     return polled(find_ticket(request, flag_id, dialect=DIALECT, platform=PLATFORM), "flag_id")
+
+
+class FlagResponse(BaseModel):
+    flagger_reference: str = Field(min_length=1, max_length=200, description="The referral id.")
+    response_text: AnswerText
+    evidence_hashes: EvidenceHashes
+
+
+@router.post("/flags/{flag_id}/responses", status_code=status.HTTP_201_CREATED,
+             dependencies=[gate(PLATFORM, report=True), api_key("sandbox_youtube_api_key")],
+             responses={200: {"description": "Replayed Idempotency-Key: the first response, none recorded."}})
+async def respond(flag_id: str, body: FlagResponse, idempotency_key: AnswerKey, request: Request,
+                  response: Response) -> dict:
+    """Answer the flag's information request (201 `{"response_id", "flag_id", "duplicate"}`); 404 unknown flag."""
+    ticket = find_ticket(request, flag_id, dialect=DIALECT, platform=PLATFORM)
+    answer, duplicate = take_answer(request, response, ticket, idempotency_key, reference=body.flagger_reference,
+                                    text=body.response_text, evidence=body.evidence_hashes)
+    return {"response_id": answer.answer_id, "flag_id": flag_id, "duplicate": duplicate}
