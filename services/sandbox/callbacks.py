@@ -25,7 +25,7 @@ import httpx
 
 from services.sandbox import domain
 from services.sandbox.personas import Persona
-from services.sandbox.state import TAKES_DOWN, Ticket
+from services.sandbox.state import TAKES_DOWN, Store, Ticket
 from shared.events import Platform
 from shared.reliability import spaced_backoff
 
@@ -66,9 +66,9 @@ class Decider:
     """Decides each new ticket after its persona's delay and delivers what its dialect calls back."""
 
     def __init__(self, personas: Mapping[Platform, Persona], seed: str, notifiers: Mapping[str, Notifier],
-                 removed_urls: set[str] | None = None):
+                 store: Store | None = None):
         self.personas, self.seed, self.notifiers = personas, seed, notifiers
-        self.removed_urls = removed_urls if removed_urls is not None else set()
+        self.store = store if store is not None else Store()
         self.client: httpx.AsyncClient | None = None
         self.tasks: set[asyncio.Task] = set()
         self.deciding: set[str] = set()  # tickets answered and waiting out their delay before the decision
@@ -80,7 +80,8 @@ class Decider:
         """decide(), and a decision taking the content down takes its URL down (GET /content: 410)."""
         decide(ticket, outcome)
         if ticket.status == "decided" and outcome in TAKES_DOWN:
-            self.removed_urls.add(ticket.url)
+            self.store.take_down(ticket.url)
+        self.store.changed(ticket)
 
     def open(self, ticket: Ticket) -> None:
         """Start ticket's course; with a delay of 0 its first step is taken before this returns."""
@@ -145,6 +146,7 @@ class Decider:
             return
         if self.drops_callbacks(ticket):
             ticket.callbacks_dropped = True
+            self.store.changed(ticket)
             log.info("ticket %s: callback dropped for good (persona drop_callbacks)", ticket.ticket_id)
             return
         await self.deliver(ticket.ticket_id, callback)
