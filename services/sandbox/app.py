@@ -37,14 +37,15 @@ def effective_personas(settings: SandboxSettings) -> Personas:
 @contextlib.contextmanager
 def remembered(sandbox: Sandbox, path: Path | None):
     """The sandbox's memory taken back from the state file at path and written to it while the block
-    runs; memory only without a path."""
+    runs, its tickets' courses taken up again; memory only without a path."""
     if path is None:
         yield
         return
     state, saved = open_state_file(path)
     try:
-        sandbox.restore(state, saved)
-        log.info("sandbox state file %s: %s tickets restored", path, len(saved.tickets))
+        resumed = sandbox.restore(state, saved)
+        log.info("sandbox state file %s: %s tickets restored, %s of them under way again",
+                 path, len(saved.tickets), resumed)
         yield
     finally:
         sandbox.memory_only()

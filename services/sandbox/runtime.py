@@ -32,12 +32,14 @@ class Sandbox:
     def stats(self) -> Stats:
         return self.store.stats()
 
-    def restore(self, journal: Journal, saved: Saved) -> None:
-        """Take back what journal saved and write every change to it from now on."""
+    def restore(self, journal: Journal, saved: Saved) -> int:
+        """Take back what journal saved, write every change to it from now on, and take up each ticket's
+        course where it was left (the event loop must run); how many tickets are under way again."""
         self.store.restore(saved.tickets, saved.counts, saved.removed_urls)
         self.tokens.restore(saved.tokens)
         self.seen.restore(saved.seen)
         self._journal(journal)
+        return sum(self.decider.resume(ticket) for ticket in list(self.store.tickets.values()))
 
     def memory_only(self) -> None:
         """Write changes nowhere from now on (before the journal is closed)."""

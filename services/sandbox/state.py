@@ -52,6 +52,9 @@ class Ticket(BaseModel):
     answers: list[Answer] = Field(default_factory=list, description="Answers received, one per Idempotency-Key.")
     callbacks_dropped: bool = Field(False, description="The persona's drop_callbacks chose this ticket: its "
                                                        "callbacks are never sent; its status API still answers.")
+    called_back: TicketStatus | None = Field(
+        None, description="The latest step (information_requested, decided) whose callback is done with: "
+                          "delivered, or abandoned after its retries. A restart calls back a step not done with.")
 
 
 class PlatformStats(BaseModel):
@@ -118,7 +121,7 @@ class Store:
         return answer, False
 
     def changed(self, ticket: Ticket) -> None:
-        """ticket changed outside the store (decided, its callbacks dropped): write it down."""
+        """ticket changed outside the store (decided, called back): write it down."""
         self.journal.changed(ticket)
 
     def take_down(self, url: str) -> None:

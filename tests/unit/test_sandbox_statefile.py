@@ -38,6 +38,7 @@ def test_what_was_written_comes_back_when_the_file_is_opened_again(tmp_path):
     first, second = receive(store, "k-1"), receive(store, "k-2", Platform.x)
     store.answer(first, "a-1", text="s.2", evidence=["ab" * 32], now=AT)
     decide(second, "removed", AT)
+    second.called_back = "decided"
     store.changed(second)
     store.take_down(second.url)
     store.count(Platform.x, "requests")
