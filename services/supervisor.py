@@ -60,9 +60,11 @@ class Stack:
 
     def start_infrastructure(self) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        # The sandbox stands in for the platforms here: answer quickly, and take e-mail reports.
+        # The sandbox stands in for the platforms here: answer quickly, take e-mail reports, and
+        # remember every report across restarts of the stack, as real platforms do.
         self.env.setdefault("POLL_INTERVAL_S", "2")
         self.env.setdefault("SANDBOX_SMTP_PORT", "8025")
+        self.env.setdefault("SANDBOX_STATE_FILE", str(self.data_dir / "sandbox" / "state.db"))
         self.env.setdefault("CONTENT_CHECK_URL", self.url("sandbox") + "/content?url={url}")
         # The sandbox listens on loopback, which checks may not reach unless allowed by name.
         self.env.setdefault("FETCH_ALLOW", self.url("sandbox").removeprefix("http://"))

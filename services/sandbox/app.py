@@ -2,11 +2,13 @@
 
 Each new report gets a ticket and, after its platform persona's delay, a fate drawn from the
 persona's decision weights; the dialect calls the decision back (meta, x, webhook) or serves it
-to polls (youtube, tiktok). Replaying an Idempotency-Key returns the first ticket.
+to polls (youtube, tiktok). Replaying an Idempotency-Key returns the first ticket. With
+SANDBOX_STATE_FILE set, all of that outlives a restart (statefile.py).
 """
 
 import contextlib
 import logging
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
@@ -19,6 +21,7 @@ from services.sandbox.mailbox import Mailbox
 from services.sandbox.personas import Personas, load_personas, with_overrides
 from services.sandbox.runtime import Sandbox
 from services.sandbox.state import Store, Tokens
+from services.sandbox.statefile import open_state_file
 from services.sandbox.traffic import Traffic
 from shared.serving import limit_body
 
@@ -31,6 +34,24 @@ def effective_personas(settings: SandboxSettings) -> Personas:
     return with_overrides(load_personas(settings.sandbox_personas), policy, settings.sandbox_decision_delay_s)
 
 
+@contextlib.contextmanager
+def remembered(sandbox: Sandbox, path: Path | None):
+    """The sandbox's memory taken back from the state file at path and written to it while the block
+    runs, its tickets' courses taken up again; memory only without a path."""
+    if path is None:
+        yield
+        return
+    state, saved = open_state_file(path)
+    try:
+        resumed = sandbox.restore(state, saved)
+        log.info("sandbox state file %s: %s tickets restored, %s of them under way again",
+                 path, len(saved.tickets), resumed)
+        yield
+    finally:
+        sandbox.memory_only()
+        state.close()
+
+
 def create_app(settings: SandboxSettings) -> FastAPI:
     """Build the sandbox; its HTTP client for callbacks exists only while the app runs."""
     personas = effective_personas(settings)
@@ -39,7 +60,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     store = Store()
     sandbox = Sandbox(settings=settings, personas=personas, store=store, tokens=Tokens(settings.sandbox_token_ttl_s),
                       traffic=Traffic(personas),
-                      decider=Decider(personas, settings.sandbox_seed, notifiers, store.removed_urls))
+                      decider=Decider(personas, settings.sandbox_seed, notifiers, store))
 
     mailbox = Mailbox()
 
@@ -48,18 +69,21 @@ def create_app(settings: SandboxSettings) -> FastAPI:
         if settings.sandbox_smtp_port is not None:
             await mailbox.start(settings.sandbox_host, settings.sandbox_smtp_port)
             log.info("sandbox mailbox (SMTP) listening on %s:%s", settings.sandbox_host, settings.sandbox_smtp_port)
-        async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_S) as client:
-            sandbox.decider.client = client
-            log.info("sandbox ready: personas %s, policy override %s, delay override %s, seed %r",
-                     settings.sandbox_personas or "(shipped)", settings.sandbox_policy,
-                     settings.sandbox_decision_delay_s, settings.sandbox_seed)
-            try:
-                yield
-            finally:
-                await sandbox.decider.cancel_pending()
-                sandbox.decider.client = None
-                if mailbox.running:
-                    await mailbox.stop()
+        try:
+            async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_S) as client:
+                sandbox.decider.client = client
+                with remembered(sandbox, settings.sandbox_state_file):
+                    log.info("sandbox ready: personas %s, policy override %s, delay override %s, seed %r",
+                             settings.sandbox_personas or "(shipped)", settings.sandbox_policy,
+                             settings.sandbox_decision_delay_s, settings.sandbox_seed)
+                    try:
+                        yield
+                    finally:  # before the state file closes: nothing under way writes to it any more
+                        await sandbox.decider.cancel_pending()
+                        sandbox.decider.client = None
+        finally:
+            if mailbox.running:
+                await mailbox.stop()
 
     app = FastAPI(title="takedown platform sandbox", version="2", lifespan=lifespan)
     app.state.sandbox, app.state.mailbox = sandbox, mailbox

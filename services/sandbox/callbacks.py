@@ -11,6 +11,10 @@ API tells.
 A callback that is not answered 2xx is posted again, spaced, for CALLBACK_GIVE_UP_S, as real
 platforms do for hours (Meta's webhooks: 36): an outage of the receiver's database answers 503
 for as long as it lasts, and a decision must not be lost to it.
+
+A restarted sandbox takes up what it had under way (resume): a ticket still open is decided when
+its delay, counted from its report, is over; one answered while waiting for an answer, its delay
+after the answer; a step whose callback was neither delivered nor abandoned is called back again.
 """
 
 import asyncio
@@ -18,14 +22,14 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from services.sandbox import domain
 from services.sandbox.personas import Persona
-from services.sandbox.state import TAKES_DOWN, Ticket
+from services.sandbox.state import TAKES_DOWN, Store, Ticket
 from shared.events import Platform
 from shared.reliability import spaced_backoff
 
@@ -66,9 +70,9 @@ class Decider:
     """Decides each new ticket after its persona's delay and delivers what its dialect calls back."""
 
     def __init__(self, personas: Mapping[Platform, Persona], seed: str, notifiers: Mapping[str, Notifier],
-                 removed_urls: set[str] | None = None):
+                 store: Store | None = None):
         self.personas, self.seed, self.notifiers = personas, seed, notifiers
-        self.removed_urls = removed_urls if removed_urls is not None else set()
+        self.store = store if store is not None else Store()
         self.client: httpx.AsyncClient | None = None
         self.tasks: set[asyncio.Task] = set()
         self.deciding: set[str] = set()  # tickets answered and waiting out their delay before the decision
@@ -80,7 +84,8 @@ class Decider:
         """decide(), and a decision taking the content down takes its URL down (GET /content: 410)."""
         decide(ticket, outcome)
         if ticket.status == "decided" and outcome in TAKES_DOWN:
-            self.removed_urls.add(ticket.url)
+            self.store.take_down(ticket.url)
+        self.store.changed(ticket)
 
     def open(self, ticket: Ticket) -> None:
         """Start ticket's course; with a delay of 0 its first step is taken before this returns."""
@@ -102,6 +107,24 @@ class Decider:
         if delay == 0:
             self._decide_after_information(ticket)
         self._start(self._after_answer(ticket, delay), f"answered-{ticket.ticket_id}")
+
+    def resume(self, ticket: Ticket, now: datetime | None = None) -> bool:
+        """Take up ticket's course after a restart, as the module says; whether anything is under way again."""
+        now = now or datetime.now(UTC)
+        delay = timedelta(seconds=self.personas[ticket.platform].decision_delay_s)
+        if ticket.status == "open" and ticket.outcome is None:
+            left = max(0.0, (ticket.received_at + delay - now).total_seconds())
+            self._start(self._follow(ticket, left, False), f"decide-{ticket.ticket_id}")
+        elif ticket.status == "information_requested" and ticket.answers:
+            self.deciding.add(ticket.ticket_id)
+            left = max(0.0, (ticket.answers[0].received_at + delay - now).total_seconds())
+            self._start(self._after_answer(ticket, left), f"answered-{ticket.ticket_id}")
+        elif (ticket.status != "open" and ticket.called_back != ticket.status and not ticket.callbacks_dropped
+              and self._callback(ticket) is not None):
+            self._start(self._call_back_again(ticket), f"callback-{ticket.ticket_id}")
+        else:
+            return False
+        return True
 
     def _start(self, step: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(step, name=name)
@@ -128,6 +151,12 @@ class Decider:
         except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC
             log.exception("ticket %s: decision after the answer failed", ticket.ticket_id)
 
+    async def _call_back_again(self, ticket: Ticket) -> None:
+        try:
+            await self._notify(ticket)
+        except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC
+            log.exception("ticket %s: callback after the restart failed", ticket.ticket_id)
+
     def _decide_after_information(self, ticket: Ticket) -> None:
         self.decide(ticket, domain.AFTER_INFORMATION)
         self.deciding.discard(ticket.ticket_id)
@@ -138,16 +167,25 @@ class Decider:
         share = self.personas[ticket.platform].drop_callbacks
         return domain.drops_callbacks(share, self.seed, ticket.reference)
 
-    async def _notify(self, ticket: Ticket) -> None:
+    def _callback(self, ticket: Ticket) -> Callback | None:
+        """What ticket's dialect calls back for its latest step; None if it calls nothing back (polled)."""
         notifier = self.notifiers.get(ticket.dialect)
-        callback = notifier(ticket) if notifier else None
+        return notifier(ticket) if notifier else None
+
+    async def _notify(self, ticket: Ticket) -> None:
+        step = ticket.status
+        callback = self._callback(ticket)
         if callback is None:
             return
         if self.drops_callbacks(ticket):
             ticket.callbacks_dropped = True
+            self.store.changed(ticket)
             log.info("ticket %s: callback dropped for good (persona drop_callbacks)", ticket.ticket_id)
             return
         await self.deliver(ticket.ticket_id, callback)
+        if ticket.called_back != "decided":  # a question's callback may end after its decision's
+            ticket.called_back = step
+            self.store.changed(ticket)
 
     async def deliver(self, ticket_id: str, callback: Callback, give_up_s: float = CALLBACK_GIVE_UP_S) -> bool:
         """Post callback until it is answered 2xx, spaced, for give_up_s; False if it never is."""

@@ -30,6 +30,9 @@ class SandboxSettings(BaseServiceSettings):
     sandbox_smtp_port: int | None = Field(
         None, ge=0, le=65535, description="Port of the sandbox's SMTP mailbox for e-mail channels; None: no mailbox.")
     sandbox_token_ttl_s: int = Field(3600, ge=1, description="Lifetime of OAuth2 access tokens.")
+    sandbox_state_file: Path | None = Field(
+        None, description="SQLite file the sandbox keeps its tickets, keys, answers, tokens and counters in, so a "
+                          "restart forgets nothing (created if missing); None: memory only.")
 
     sandbox_meta_client_id: str = "sandbox-meta"
     sandbox_meta_client_secret: str = "sandbox-meta-secret"
@@ -43,7 +46,8 @@ class SandboxSettings(BaseServiceSettings):
         "whsec_c2FuZGJveC13ZWJob29rLXNlY3JldA==",
         description="`whsec_<base64>` (Standard Webhooks): verifies generic webhook reports, signs their callbacks.")
 
-    @field_validator("sandbox_policy", "sandbox_decision_delay_s", "sandbox_personas", mode="before")
+    @field_validator("sandbox_policy", "sandbox_decision_delay_s", "sandbox_personas", "sandbox_state_file",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # SANDBOX_POLICY= in an env file or compose means "not set", not "an empty policy".

@@ -35,5 +35,5 @@ async def content(request: Request, url: str = Query(min_length=1, max_length=MA
 @router.post("/admin/content/reappear", response_model=Content, tags=["operations"])
 async def reappear(body: Reappearance, request: Request) -> Content:
     """The content at url is up again (re-uploaded): GET /content answers 200 until it is taken down again."""
-    sandbox_of(request).store.removed_urls.discard(body.url)
+    sandbox_of(request).store.reappear(body.url)
     return Content(url=body.url, reachable=True)

@@ -1,15 +1,18 @@
 """The sandbox's memory: tickets and the answers they got, idempotency keys, access tokens, webhook-ids
-taken and per-platform counters."""
+taken and per-platform counters. Every change is told to a journal (journal.py): by default it keeps
+nothing; with SANDBOX_STATE_FILE set, it is written to a file the next start restores from."""
 
 import secrets
 import time
 import uuid
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from services.sandbox.journal import MEMORY_ONLY, Journal
 from shared.events import Platform
 
 TicketStatus = Literal["open", "information_requested", "decided"]
@@ -49,6 +52,9 @@ class Ticket(BaseModel):
     answers: list[Answer] = Field(default_factory=list, description="Answers received, one per Idempotency-Key.")
     callbacks_dropped: bool = Field(False, description="The persona's drop_callbacks chose this ticket: its "
                                                        "callbacks are never sent; its status API still answers.")
+    called_back: TicketStatus | None = Field(
+        None, description="The latest step (information_requested, decided) whose callback is done with: "
+                          "delivered, or abandoned after its retries. A restart calls back a step not done with.")
 
 
 class PlatformStats(BaseModel):
@@ -74,7 +80,8 @@ class Stats(BaseModel):
 class Store:
     """Every platform's tickets by id and by (platform, Idempotency-Key), and the counters."""
 
-    def __init__(self):
+    def __init__(self, journal: Journal = MEMORY_ONLY):
+        self.journal = journal
         self.tickets: dict[str, Ticket] = {}
         self.by_key: dict[tuple[Platform, str], str] = {}
         self.answer_keys: dict[tuple[str, str], Answer] = {}  # (ticket id, Idempotency-Key) -> the answer
@@ -94,6 +101,7 @@ class Store:
         ticket = Ticket(ticket_id=self._new_ticket_id(platform), dialect=dialect, platform=platform,
                         reference=reference, url=url, callback_url=callback_url, named_platform=named_platform,
                         received_at=now)
+        self.journal.opened(ticket, key)  # first: if it cannot be written, the ticket does not exist
         self.tickets[ticket.ticket_id] = ticket
         self.by_key[(platform, key)] = ticket.ticket_id
         return ticket, False
@@ -109,7 +117,22 @@ class Store:
                         evidence=evidence, received_at=now)
         ticket.answers.append(answer)
         self.answer_keys[(ticket.ticket_id, key)] = answer
+        self.journal.changed(ticket)
         return answer, False
+
+    def changed(self, ticket: Ticket) -> None:
+        """ticket changed outside the store (decided, called back): write it down."""
+        self.journal.changed(ticket)
+
+    def take_down(self, url: str) -> None:
+        """A decision took the content at url down: GET /content answers 410."""
+        self.removed_urls.add(url)
+        self.journal.taken_down(url, True)
+
+    def reappear(self, url: str) -> None:
+        """The content at url was uploaded again: GET /content answers 200."""
+        self.removed_urls.discard(url)
+        self.journal.taken_down(url, False)
 
     def _new_ticket_id(self, platform: Platform) -> str:
         while True:
@@ -128,6 +151,7 @@ class Store:
 
     def count(self, platform: Platform, what: str) -> None:
         self.counters[what][platform] += 1
+        self.journal.counted(what, platform)
 
     def stats(self) -> Stats:
         """Totals and per-platform counts of tickets, replays, decisions and refused requests."""
@@ -142,7 +166,21 @@ class Store:
         return Stats(reports=len(self.tickets), duplicates=sum(self.counters["duplicates"].values()),
                      by_platform=rows)
 
+    def restore(self, tickets: Iterable[tuple[str, Ticket]], counts: Iterable[tuple[str, Platform, int]],
+                removed_urls: Iterable[str]) -> None:
+        """Take back what a journal kept: (Idempotency-Key, ticket) pairs, (counter, platform, n), URLs taken down."""
+        self.reset()
+        for key, ticket in tickets:
+            self.tickets[ticket.ticket_id] = ticket
+            self.by_key[(ticket.platform, key)] = ticket.ticket_id
+            self.answer_keys.update(((ticket.ticket_id, a.idempotency_key), a) for a in ticket.answers)
+        for what, platform, n in counts:
+            if what in self.counters:  # a counter since removed is dropped
+                self.counters[what][platform] = n
+        self.removed_urls.update(removed_urls)
+
     def reset(self) -> None:
+        """Forget everything in memory (the journal is cleared by Sandbox.reset)."""
         self.tickets.clear()
         self.by_key.clear()
         self.answer_keys.clear()
@@ -154,17 +192,26 @@ class Store:
 class Tokens:
     """OAuth2 access tokens, each valid for one dialect until it expires."""
 
-    def __init__(self, ttl_s: int, clock=time.monotonic):
-        self.ttl_s, self.clock = ttl_s, clock
+    # Wall-clock time, not monotonic: an expiry written down must mean the same after a restart.
+    def __init__(self, ttl_s: int, clock=time.time, journal: Journal = MEMORY_ONLY):
+        self.ttl_s, self.clock, self.journal = ttl_s, clock, journal
         self.issued: dict[str, tuple[str, float]] = {}
 
     def issue(self, dialect: str) -> str:
         now = self.clock()
         # Drop the expired ones now and then, so a long-running sandbox does not grow.
-        self.issued = {t: v for t, v in self.issued.items() if v[1] > now}
+        live = {t: v for t, v in self.issued.items() if v[1] > now}
+        if len(live) < len(self.issued):
+            self.journal.expire(now)
+        self.issued = live
         token = secrets.token_urlsafe(32)
         self.issued[token] = (dialect, now + self.ttl_s)
+        self.journal.token(token, dialect, now + self.ttl_s)
         return token
+
+    def restore(self, issued: dict[str, tuple[str, float]]) -> None:
+        """Take back the tokens a journal kept: token -> (dialect, expiry in unix seconds)."""
+        self.issued = dict(issued)
 
     def valid(self, dialect: str, token: str | None) -> bool:
         entry = self.issued.get(token or "")
@@ -174,8 +221,8 @@ class Tokens:
 class SeenMessages:
     """webhook-ids of the signed reports taken, each until a replay of it would be stale anyway."""
 
-    def __init__(self, clock=time.time):
-        self.clock = clock
+    def __init__(self, clock=time.time, journal: Journal = MEMORY_ONLY):
+        self.clock, self.journal = clock, journal
         # In the order taken, which is near enough the order they expire in to forget from the front.
         self.until: OrderedDict[str, float] = OrderedDict()
 
@@ -186,10 +233,19 @@ class SeenMessages:
     def remember(self, message_id: str, until: float) -> None:
         """Note message_id as taken until `until` (unix seconds); the expired ones are forgotten."""
         now = self.clock()
+        expired = False
         while self.until and next(iter(self.until.values())) < now:
             self.until.popitem(last=False)
+            expired = True
+        if expired:
+            self.journal.expire(now)
         self.until[message_id] = until
         self.until.move_to_end(message_id)
+        self.journal.seen(message_id, until)
+
+    def restore(self, until: dict[str, float]) -> None:
+        """Take back the webhook-ids a journal kept, with the time each is remembered until."""
+        self.until = OrderedDict(sorted(until.items(), key=lambda item: item[1]))
 
     def reset(self) -> None:
         self.until.clear()

@@ -51,7 +51,9 @@ def stack_env(tmp_path: Path, adapters_over: dict | None = None, **overrides: st
     adapters = tmp_path / "adapters.json"  # JSON is YAML
     adapters.write_text(json.dumps({slug: {**config, **(adapters_over or {}).get(slug, {})}
                                     for slug, config in ADAPTERS.items()}))
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    # Its own servers, and its own sandbox state file (Stack puts one in its data directory, under tmp_path).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SANDBOX_STATE_FILE")}
     ports = {name: str(free_port()) for name in ("INTAKE_PORT", "DISPATCHER_PORT", "OUTCOMES_PORT", "SANDBOX_PORT",
                                                   "SANDBOX_SMTP_PORT")}
     env.update(ports)

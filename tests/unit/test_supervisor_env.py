@@ -1,4 +1,5 @@
-"""What `takedown run` tells the services it starts: stays-down checks go to its sandbox, and may reach it."""
+"""What `takedown run` tells the services it starts: stays-down checks go to its sandbox, and may reach it;
+the sandbox keeps its state in the data directory."""
 
 from services.outcomes.config import OutcomesSettings
 from services.supervisor import Stack
@@ -24,3 +25,13 @@ def test_an_allow_list_set_by_the_operator_is_kept(tmp_path):
     stack.start_infrastructure()
 
     assert stack.env["FETCH_ALLOW"] == "sandbox.test:8090"
+
+
+def test_the_sandbox_keeps_its_state_in_the_data_directory_unless_the_operator_says_where(tmp_path):
+    stack = Stack(tmp_path, env=EXTERNAL)
+    stack.start_infrastructure()
+    assert stack.env["SANDBOX_STATE_FILE"] == str(tmp_path.resolve() / "sandbox" / "state.db")
+
+    elsewhere = Stack(tmp_path, env={**EXTERNAL, "SANDBOX_STATE_FILE": "platforms.db"})
+    elsewhere.start_infrastructure()
+    assert elsewhere.env["SANDBOX_STATE_FILE"] == "platforms.db"
