@@ -29,6 +29,7 @@ ROUTES = {
         ("POST", "/v1/referrals/{referral_id}/appeal"): {AGENCY},
         ("POST", "/v1/referrals/{referral_id}/information"): {AGENCY},
         ("POST", "/v1/referrals/{referral_id}/withdraw"): {AGENCY},
+        ("GET", "/v1/operators/stuck"): {OPERATOR},
     },
     "outcomes": {
         ("GET", "/v1/referrals"): {AUDITOR, AGENCY},
@@ -44,6 +45,7 @@ ROUTES = {
     "dispatcher": {
         ("POST", "/v1/callbacks/{platform}"): {PLATFORM},  # by signature: no bearer token is a platform
         ("POST", "/v1/tickets/{platform}/{ticket_id}/answer"): {OPERATOR},
+        ("GET", "/v1/operators/stuck"): {OPERATOR},
     },
 }
 PATH_VALUES = {"{platform}": "telegram", "{ticket_id}": "no-such-ticket"}
