@@ -123,6 +123,20 @@ class Stack:
     def resume_broker(self) -> None:
         os.kill(self._broker().pid, signal.SIGCONT)
 
+    def crash_broker(self) -> None:
+        """SIGKILL the embedded broker: its topics, offsets and groups were in its memory only."""
+        self._broker()
+        self.kafka.kill()
+
+    def restart_broker(self) -> str:
+        """Start the embedded broker again after crash_broker(), on the same port, empty (a new cluster
+        id); its bootstrap address. The services find it with nothing in it (shared/kafka_watch.py)."""
+        if self.kafka is None:
+            raise RuntimeError("the broker is external: restart it yourself")
+        if self.kafka.process is not None:
+            raise RuntimeError("the embedded broker is still running: crash_broker() first")
+        return self.kafka.start()
+
     def stop_database(self) -> None:
         """Stop the embedded Postgres (its data stays); start_database() brings it back."""
         if self.postgres is None:

