@@ -83,20 +83,26 @@ async def ensure_topics(settings: BaseServiceSettings, topics: Iterable[str]) ->
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(t, settings.topic_partitions, settings.topic_replication_factor,
-                     topic_configs=dict(TOPIC_CONFIGS.get(t, {})))
-            for t in topics
-            if t not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                log.info("topics created concurrently by another instance")
-            log.info("created topics %s", [t.name for t in missing])
+        await create_topics(admin, settings, [t for t in topics if t not in existing])
     finally:
         await admin.close()
+
+
+async def create_topics(admin: AIOKafkaAdminClient, settings: BaseServiceSettings, names: Iterable[str]) -> list[str]:
+    """Create topics as the service configures them (TOPIC_PARTITIONS, TOPIC_CONFIGS); those created."""
+    missing = [NewTopic(t, settings.topic_partitions, settings.topic_replication_factor,
+                        topic_configs=dict(TOPIC_CONFIGS.get(t, {})))
+               for t in dict.fromkeys(names)]
+    if not missing:
+        return []
+    try:
+        response = await admin.create_topics(missing)
+    except TopicAlreadyExistsError:
+        log.info("topics created concurrently by another instance")
+        return []
+    created = [name for name, code, *_ in response.topic_errors if code == 0]
+    log.info("created topics %s", created)
+    return created
 
 
 async def start_broker(broker: KafkaBroker) -> None:
