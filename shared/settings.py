@@ -22,6 +22,10 @@ class BaseServiceSettings(BaseSettings):
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
     topic_partitions: int = Field(6, ge=1, description="Partitions of the topics a service creates.")
     topic_replication_factor: int = Field(1, ge=1)
+    kafka_watch_s: float = Field(
+        2.0, gt=0, description="How often a service checks that the broker still has its topics and its "
+                               "consumers' positions (shared/kafka_watch.py)."
+    )
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/takedown",
         description="SQLAlchemy URL of the Postgres database (asyncpg driver).",
