@@ -65,6 +65,7 @@ def stack_env(tmp_path: Path, adapters_over: dict | None = None, **overrides: st
         "TOPIC_PARTITIONS": "3", "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "DELIVERY_BACKOFF_BASE_S": "0.2", "DELIVERY_BACKOFF_CAP_S": "2", "BREAKER_RESET_S": "1",
         "BREAKER_MAX_RESET_S": "2", "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "INFO",
+        "KAFKA_WATCH_S": "0.5",  # how soon a service sees the broker came back empty (kill_and_restart_kafka)
     })
     env.update(overrides)
     return env

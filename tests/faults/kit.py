@@ -1,19 +1,24 @@
 """More of the fault suite's harness: what the faults beyond crashes need to look at and to do.
 
 Reading the stack while a fault is on (the audit trail's head, a group's committed offsets, a
-topic's records, the sandbox's counters) and changing a consumer group's membership.
+topic's records, the sandbox's counters), changing a consumer group's membership, and losing the
+broker (killed, back empty).
 """
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.supervisor import Stack
+from shared import topics
 from shared.embedded import free_port
+from shared.kafka_watch import topic_layout
 from tests.support import TopicReader, eventually, headers_of
 
 PORTS = {"outcomes": "OUTCOMES_PORT", "dispatcher": "DISPATCHER_PORT"}
@@ -62,7 +67,8 @@ async def records(bootstrap: str, topic: str, at_least: int, timeout: float = 12
 
 
 async def topic_size(bootstrap: str, topic: str) -> int:
-    """How many records a topic holds (0 if it does not exist)."""
+    """How many records a topic holds (0 if it does not exist). On Tansu, only whether it holds any:
+    its ListOffsets answers the last batch's first offset plus one."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
@@ -129,3 +135,60 @@ class Clock:
     async def sleep_until(self, seconds: float) -> None:
         """Let the fault last until `seconds` after it began (its duration, not a synchronisation)."""
         await asyncio.sleep(max(0.0, seconds - self()))
+
+
+@dataclass
+class BrokerLoss:
+    """What kill_and_restart_kafka did: the broker's cluster ids before and after, and when it was back."""
+
+    cluster_before: str | None
+    cluster_after: str | None
+    down_s: float
+    back_at: float  # time.monotonic() when the new broker listened
+
+
+async def kill_and_restart_kafka(stack: Stack, down_s: float = 0.0) -> BrokerLoss:
+    """SIGKILL the stack's embedded broker, leave it dead for down_s (the fault's length), and start
+    it again on the same port: empty (no topics, offsets or groups), with a new cluster id.
+
+    Clients go on asking a dead broker for metadata for a second or two: past that (down_s >= 2),
+    nothing they do creates the topics again, and what producers publish meanwhile is acknowledged
+    for topics the new broker does not have. The services' broker watches (shared/kafka_watch.py,
+    every KAFKA_WATCH_S) put that right; services_see_broker_back waits for it."""
+    before = stack.kafka.cluster_id if stack.kafka else None
+    await asyncio.to_thread(stack.crash_broker)
+    await asyncio.sleep(down_s)  # the fault's length, not a synchronisation
+    await asyncio.to_thread(stack.restart_broker)
+    return BrokerLoss(before, stack.kafka.cluster_id, down_s, time.monotonic())
+
+
+def needed_topics(services: tuple[str, ...] = ("intake", "dispatcher", "outcomes")) -> set[str]:
+    """Every topic the named services create at start."""
+    return {t for name in services for t in topics.needed_by(name)}
+
+
+async def broker_layout(stack: Stack) -> dict[str, int]:
+    """The stack broker's topics and their partition counts, asked without naming any topic (which
+    would have Tansu create it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    try:
+        return (await topic_layout(admin))[1]
+    finally:
+        await admin.close()
+
+
+async def services_see_broker_back(stack: Stack, names: set[str] | None = None, timeout: float = 60) -> dict[str, int]:
+    """Wait until the broker has every named topic again (by default every topic the services need),
+    and every service answers /health; the topics' partition counts. A topic some client had the
+    broker create has its default count (Tansu: 4), not TOPIC_PARTITIONS."""
+    wanted = needed_topics() if names is None else names
+
+    async def back() -> dict[str, int] | None:
+        found = await broker_layout(stack)
+        return {t: found[t] for t in wanted} if wanted <= set(found) else None
+
+    found = await eventually(back, timeout, f"{len(wanted)} topics on the new broker", interval=0.2)
+    for name in stack.children:
+        await eventually(lambda n=name: asyncio.to_thread(stack.healthy, n), timeout, f"{name} to answer")
+    return found
