@@ -7,18 +7,23 @@ topics, no committed offsets and no groups. shared/kafka_watch.py puts a service
 import asyncio
 import contextlib
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faststream.kafka import KafkaMessage
 
-import pytest
-
 from shared import topics
 from shared.embedded import EmbeddedKafka, free_port
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
-from shared.kafka_watch import (BrokerWatch, damaged_partitions, read_partitions, recreate_topic, topic_layout,
-                                 watch_broker)
+from shared.kafka_watch import (
+    BrokerWatch,
+    damaged_partitions,
+    read_partitions,
+    recreate_topic,
+    topic_layout,
+    watch_broker,
+)
 from shared.settings import BaseServiceSettings
 from tests.conftest import FAST_GROUPS
 from tests.support import eventually
