@@ -44,6 +44,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 from faststream.kafka import KafkaBroker
 
+from shared import topics as names
 from shared.kafka import create_topics
 from shared.settings import BaseServiceSettings
 
@@ -258,6 +259,14 @@ async def watch_broker(settings: BaseServiceSettings, topics: Iterable[str], bro
             await asyncio.sleep(min(every_s, OUTAGE_LOOK_S) if failures else every_s)
     finally:
         await watch.close()
+
+
+async def watch_service(settings: BaseServiceSettings, service: str, broker: KafkaBroker) -> None:
+    """watch_broker for one of the services (intake, dispatcher, outcomes), until cancelled: the
+    topics it needs (names.needed_by) and those it owns, which it rebuilds; intake also
+    rebuilds referrals.inbound, which agencies write and only it reads."""
+    owned = names.OWNED[service] + (names.CONSUMED[service] if service == "intake" else ())
+    await watch_broker(settings, names.needed_by(service), broker, owned=owned)
 
 
 async def rewind(positions: Iterable[tuple[AIOKafkaConsumer, TopicPartition]]) -> None:
