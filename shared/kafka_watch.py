@@ -263,10 +263,19 @@ async def watch_broker(settings: BaseServiceSettings, topics: Iterable[str], bro
 
 async def watch_service(settings: BaseServiceSettings, service: str, broker: KafkaBroker) -> None:
     """watch_broker for one of the services (intake, dispatcher, outcomes), until cancelled: the
-    topics it needs (names.needed_by) and those it owns, which it rebuilds; intake also
-    rebuilds referrals.inbound, which agencies write and only it reads."""
-    owned = names.OWNED[service] + (names.CONSUMED[service] if service == "intake" else ())
-    await watch_broker(settings, names.needed_by(service), broker, owned=owned)
+    topics it needs, rebuilding those it is the rebuilder of (rebuilder)."""
+    needed = names.needed_by(service)
+    await watch_broker(settings, needed, broker, owned=[t for t in needed if rebuilder(t) == service])
+
+
+def rebuilder(topic: str) -> str | None:
+    """The one service that rebuilds a topic Tansu damaged: the first that owns it (the receipts
+    topic has two owners), else the first that reads it (referrals.inbound, which agencies write)."""
+    for table in (names.OWNED, names.CONSUMED):
+        for service, listed in table.items():
+            if topic in listed:
+                return service
+    return None
 
 
 async def rewind(positions: Iterable[tuple[AIOKafkaConsumer, TopicPartition]]) -> None:
