@@ -263,7 +263,11 @@ async def watch_broker(settings: BaseServiceSettings, topics: Iterable[str], bro
 
 async def watch_service(settings: BaseServiceSettings, service: str, broker: KafkaBroker) -> None:
     """watch_broker for one of the services (intake, dispatcher, outcomes), until cancelled: the
-    topics it needs, rebuilding those it is the rebuilder of (rebuilder)."""
+    topics it needs, rebuilding those it is the rebuilder of (rebuilder). A composition root starts
+    it as a task right after start_broker and cancels it before broker.stop():
+
+        watch = asyncio.create_task(watch_service(settings, "intake", broker), name="broker-watch")
+    """
     needed = names.needed_by(service)
     await watch_broker(settings, needed, broker, owned=[t for t in needed if rebuilder(t) == service])
 
