@@ -188,7 +188,9 @@ class Stack:
 
 
 class Supervisor(Stack):
-    """`takedown run`: the stack, with any service that dies started again, until a signal."""
+    """`takedown run`: the stack, with any service (or the embedded broker) that dies started again,
+    until a signal. A broker started again is empty: the services put their topics back
+    (shared/kafka_watch.py)."""
 
     def __init__(self, data_dir: Path, kafka_port: int = 9092):
         super().__init__(data_dir, kafka_port)
@@ -221,6 +223,11 @@ class Supervisor(Stack):
         self.stopping = True
 
     def _restart_dead(self) -> None:
+        broker = self.kafka.process if self.kafka else None
+        if broker is not None and broker.poll() is not None and not self.stopping:
+            log.error("the embedded broker exited with %s; starting it again, empty", broker.returncode)
+            self.kafka.process = None
+            self.kafka.start()
         for name, child in self.children.items():
             if child.poll() is not None and not self.stopping:
                 log.error("%s exited with %s; restarting it", name, child.returncode)

@@ -1,8 +1,9 @@
 """What `takedown run` tells the services it starts: stays-down checks go to its sandbox, and may reach it;
-the sandbox keeps its state in the data directory."""
+the sandbox keeps its state in the data directory. And a dead embedded broker is started again."""
 
 from services.outcomes.config import OutcomesSettings
-from services.supervisor import Stack
+from services.supervisor import Stack, Supervisor
+from shared.embedded import EmbeddedKafka, free_port
 from shared.fetch import FetchSettings
 
 EXTERNAL = {"KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9092", "DATABASE_URL": "postgresql+asyncpg://db.example/t"}
@@ -35,3 +36,19 @@ def test_the_sandbox_keeps_its_state_in_the_data_directory_unless_the_operator_s
     elsewhere = Stack(tmp_path, env={**EXTERNAL, "SANDBOX_STATE_FILE": "platforms.db"})
     elsewhere.start_infrastructure()
     assert elsewhere.env["SANDBOX_STATE_FILE"] == "platforms.db"
+
+
+def test_takedown_run_starts_a_dead_embedded_broker_again_on_its_port(tmp_path):
+    supervisor = Supervisor(tmp_path)
+    supervisor.kafka = EmbeddedKafka(port=free_port())
+    supervisor.kafka.start()
+    try:
+        before = supervisor.kafka.cluster_id
+        supervisor.kafka.process.kill()
+        supervisor.kafka.process.wait()
+
+        supervisor._restart_dead()
+
+        assert supervisor.kafka.process.poll() is None and supervisor.kafka.cluster_id != before
+    finally:
+        supervisor.kafka.stop()
