@@ -20,6 +20,7 @@ from services.dispatcher.service import DispatchService, Timing
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.kafka_watch import watch_service
 from shared.receipts import register_receipts
 from shared.redact import configured_secrets, register_secrets
 from shared.relay import OutboxRelay
@@ -79,7 +80,8 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
         await start_broker(broker)
         tasks = [asyncio.create_task(poll_forever(decisions, settings.poll_tick_s), name="ticket-poller"),
                  asyncio.create_task(relay.run(), name="outbox-relay"),
-                 asyncio.create_task(reconciler.run(settings.reconcile_every_s), name="reconciler")]
+                 asyncio.create_task(reconciler.run(settings.reconcile_every_s), name="reconciler"),
+                 asyncio.create_task(watch_service(settings, "dispatcher", broker), name="broker-watch")]
         log.info("dispatcher ready: Kafka %s, adapters %s", settings.kafka_bootstrap_servers,
                  {a.slug: [p.value for p in a.platforms] for a in registry})
         yield

@@ -15,6 +15,7 @@ from services.intake.service import IntakeService
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.kafka_watch import watch_service
 from shared.receipts import register_receipts
 from shared.redact import configured_secrets, register_secrets
 from shared.relay import OutboxRelay
@@ -43,12 +44,14 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("intake"))
         await start_broker(broker)
-        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
+                 asyncio.create_task(watch_service(settings, "intake", broker), name="broker-watch")]
         log.info("intake ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))
         yield
-        relay_task.cancel()
-        await asyncio.gather(relay_task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await broker.stop()
         await engine.dispose()
 

@@ -17,6 +17,7 @@ from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.fetch import GuardedFetcher
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
+from shared.kafka_watch import watch_service
 from shared.redact import configured_secrets, register_secrets
 from shared.serving import add_health, install_error_handlers, limit_body
 
@@ -45,10 +46,13 @@ def create_app(settings: OutcomesSettings) -> FastAPI:
         await ensure_topics(settings, topics.needed_by("outcomes"))
         await start_broker(broker)
         scheduler.start()
+        watch = asyncio.create_task(watch_service(settings, "outcomes", broker), name="broker-watch")
         log.info("outcomes ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))
         yield
         await scheduler.stop()
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
         await broker.stop()
         await engine.dispose()
         await export_engine.dispose()
