@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from services.supervisor import Stack
 from shared import topics
 from shared.embedded import free_port
-from shared.kafka_watch import topic_layout
+from shared.kafka_topics import topic_layout
 from tests.support import TopicReader, eventually, headers_of
 
 PORTS = {"outcomes": "OUTCOMES_PORT", "dispatcher": "DISPATCHER_PORT"}

@@ -16,14 +16,8 @@ from faststream.kafka import KafkaMessage
 from shared import topics
 from shared.embedded import EmbeddedKafka, free_port
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
-from shared.kafka_watch import (
-    BrokerWatch,
-    damaged_partitions,
-    read_partitions,
-    recreate_topic,
-    topic_layout,
-    watch_broker,
-)
+from shared.kafka_topics import damaged_partitions, read_partitions, recreate_topic, topic_layout
+from shared.kafka_watch import BrokerWatch, watch_broker
 from shared.settings import BaseServiceSettings
 from tests.conftest import FAST_GROUPS
 from tests.support import eventually
