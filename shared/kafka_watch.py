@@ -32,7 +32,7 @@ or from the beginning. A consumer past the end of its log is moved to its beginn
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -44,6 +44,7 @@ from shared import topics as names
 from shared.kafka import create_topics
 from shared.kafka_topics import (damaged_partitions, read_unlisted, rebuild_topic, recreate_topic, republish,
                                  topic_layout)
+from shared.reliability import until_done
 from shared.settings import BaseServiceSettings
 
 log = logging.getLogger(__name__)
@@ -232,11 +233,14 @@ class BrokerWatch:
 
 
 async def watch_broker(settings: BaseServiceSettings, topics: Iterable[str], broker: KafkaBroker,
-                       every_s: float | None = None, owned: Iterable[str] | None = None) -> None:
+                       every_s: float | None = None, owned: Iterable[str] | None = None,
+                       on_lost: Callable[[], Awaitable[None]] | None = None) -> None:
     """Look at the broker every every_s (KAFKA_WATCH_S) until cancelled, putting right what it lost.
 
     topics: every topic the service needs (topics.needed_by); owned: those it may delete and create
-    again when Tansu has damaged them (by default all of topics). Start it after start_broker.
+    again when Tansu has damaged them (by default all of topics); on_lost: called once the broker was
+    put right after it lost what it held (a service makes what it had published due again).
+    Start it after start_broker.
     """
     watch = BrokerWatch(settings, topics, broker, owned)
     every_s = every_s or settings.kafka_watch_s
@@ -244,7 +248,9 @@ async def watch_broker(settings: BaseServiceSettings, topics: Iterable[str], bro
     try:
         while True:
             try:
-                await watch.look()
+                look = await watch.look()
+                if look.broker_lost and on_lost is not None:
+                    await until_done(on_lost, "making due what the broker lost")  # the service publishes it again
                 if failures:
                     log.info("the broker answers again after %s failed looks", failures)
                 failures = 0
@@ -259,7 +265,8 @@ async def watch_broker(settings: BaseServiceSettings, topics: Iterable[str], bro
         await watch.close()
 
 
-async def watch_service(settings: BaseServiceSettings, service: str, broker: KafkaBroker) -> None:
+async def watch_service(settings: BaseServiceSettings, service: str, broker: KafkaBroker,
+                        on_lost: Callable[[], Awaitable[None]] | None = None) -> None:
     """watch_broker for one of the services (intake, dispatcher, outcomes), until cancelled: the
     topics it needs, rebuilding those it is the rebuilder of (rebuilder). A composition root starts
     it as a task right after start_broker and cancels it before broker.stop():
@@ -267,7 +274,8 @@ async def watch_service(settings: BaseServiceSettings, service: str, broker: Kaf
         watch = asyncio.create_task(watch_service(settings, "intake", broker), name="broker-watch")
     """
     needed = names.needed_by(service)
-    await watch_broker(settings, needed, broker, owned=[t for t in needed if rebuilder(t) == service])
+    await watch_broker(settings, needed, broker, owned=[t for t in needed if rebuilder(t) == service],
+                       on_lost=on_lost)
 
 
 def rebuilder(topic: str) -> str | None:

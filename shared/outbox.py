@@ -73,7 +73,7 @@ class Outbox:
         # In list order: ids, and so sending, follow it. awaiting travels as "a,b" and becomes an array.
         self._insert = insert_arrays(table, self.COLUMNS, sent_as={
             "headers": ("VARCHAR", "CAST(headers AS JSONB)"),
-            "awaiting": ("VARCHAR", "string_to_array(NULLIF(awaiting, ''), ',')")})
+            "awaiting": ("VARCHAR", "string_to_array(awaiting, ',')")})  # '' becomes {}
         self._published = text(
             f"UPDATE {name} SET published_at = coalesce(published_at, now()), "
             f"redrives = redrives + CAST(published_at IS NOT NULL AS INT), "
@@ -99,8 +99,9 @@ class Outbox:
         """Lock up to limit rows due to be sent (new, or not confirmed in time), oldest first,
         skipping rows another relay holds."""
         t = self.table
-        stmt = (select(t).where(t.c.next_attempt_at <= func.now()).order_by(t.c.id).limit(limit)
-                .with_for_update(skip_locked=True))
+        # Never-sent rows first: a backlog of unconfirmed ones must not hold up fresh events.
+        stmt = (select(t).where(t.c.next_attempt_at <= func.now())
+                .order_by(t.c.published_at.is_not(None), t.c.id).limit(limit).with_for_update(skip_locked=True))
         return list(await session.execute(stmt))
 
     async def published(self, session: AsyncSession, rows: Sequence, redrive_after_s: float) -> None:

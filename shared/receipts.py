@@ -61,6 +61,7 @@ def register_receipts(broker: KafkaBroker, service: str, sessions: async_session
                        max_records=500, description=f"Receipts for the events {service} published.")
     async def on_receipts(msg: KafkaMessage) -> None:
         confirmed = read_receipts([raw.value or b"" for raw in msg.raw_message])
+        confirmed.pop(service, None)  # its own receipts are for the others' events
         if confirmed:
             await until_done(lambda: _confirm(sessions, outbox, confirmed), f"{len(confirmed)} receipts")
 

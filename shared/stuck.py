@@ -2,13 +2,16 @@
 platform, how many items made no progress within the bound, since when, and how often they were
 driven on already. Each service reports the steps it owns."""
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,18 @@ async def outbox_stuck(session: AsyncSession, outbox: Outbox, service: str, olde
 async def outbox_now(session: AsyncSession, outbox: Outbox, older_than_s: float) -> int:
     """Make every unconfirmed event older than the bound due at once; how many."""
     t = outbox.table
-    done = await session.execute(update(t).where(t.c.created_at < cutoff(older_than_s))
+    done = await session.execute(update(t).where(func.coalesce(t.c.published_at, t.c.created_at) < cutoff(older_than_s))
                                  .values(next_attempt_at=datetime.now(UTC)))
     return done.rowcount
+
+
+async def broker_lost(sessions: async_sessionmaker, outbox: Outbox) -> None:
+    """The broker lost what it held: every event not yet confirmed is due again now, however long
+    its re-drive backoff had grown (shared/kafka_watch.py calls this)."""
+    async with sessions() as session, session.begin():
+        moved = await outbox_now(session, outbox, 0)
+    log.warning("the broker lost what it held: %s unconfirmed events of %s are published again now", moved,
+                outbox.table.schema)
 
 
 def table(rows: list[Stuck]) -> list[str]:

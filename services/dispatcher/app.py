@@ -16,6 +16,7 @@ from services.dispatcher.lanes import Lane, RetryPolicy
 from services.dispatcher.outbound import Outbound
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
 from services.dispatcher.reconciler import Reconciler
+from services.dispatcher.reconciler import broker_lost as reconciler_broker_lost
 from services.dispatcher.service import DispatchService, Timing
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
@@ -56,7 +57,6 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     An adapter holding a sandbox secret for a platform that is not the sandbox is refused here."""
     registry = registry or build_registry(settings.adapter_settings)
     refuse_sandbox_secrets(registry, settings.sandbox_url)
-    # Kept out of logs, dead letters and events from here on: ours and every adapter's credentials.
     register_secrets(*configured_secrets(settings), *(s for a in registry for s in configured_secrets(a.config)))
     engine = db.make_engine(settings.database_url)
     broker = make_broker(settings, "takedown-dispatcher")
@@ -67,7 +67,8 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     service = DispatchService(registry, lanes, outbound, sessions,
                               Timing(settings.redrive_after_s, settings.webhook_poll_after_s), relay.wake)
     decisions = Decisions(registry, lanes, sessions, relay.wake)
-    reconciler = Reconciler(sessions, outbound, settings.redrive_after_s)
+    reconciler = Reconciler(sessions, outbound, settings.redrive_after_s,
+                            paused=lambda: [p.value for p, lane in lanes.items() if lane.breaker.cooling()])
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER), lane_options(settings),
                       tuple(p.value for p in registry.platforms))
     register_receipts(broker, "dispatcher", sessions, OUTBOX, consumer_options(settings, topics.GROUP_DISPATCHER))
@@ -78,10 +79,11 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
         await db.migrate(settings.database_url, MIGRATIONS, SCHEMA)
         await ensure_topics(settings, topics.needed_by("dispatcher"))
         await start_broker(broker)
-        tasks = [asyncio.create_task(poll_forever(decisions, settings.poll_tick_s), name="ticket-poller"),
-                 asyncio.create_task(relay.run(), name="outbox-relay"),
-                 asyncio.create_task(reconciler.run(settings.reconcile_every_s), name="reconciler"),
-                 asyncio.create_task(watch_service(settings, "dispatcher", broker), name="broker-watch")]
+        tasks = [asyncio.create_task(loop, name=name) for name, loop in (
+            ("ticket-poller", poll_forever(decisions, settings.poll_tick_s)), ("outbox-relay", relay.run()),
+            ("reconciler", reconciler.run(settings.reconcile_every_s)),
+            ("broker-watch", watch_service(settings, "dispatcher", broker,
+                                           on_lost=lambda: reconciler_broker_lost(sessions))))]
         log.info("dispatcher ready: Kafka %s, adapters %s", settings.kafka_bootstrap_servers,
                  {a.slug: [p.value for p in a.platforms] for a in registry})
         yield
@@ -95,6 +97,11 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
 
     app = FastAPI(title="takedown dispatcher", version="1", lifespan=lifespan)
     app.state.dispatcher, app.state.decisions, app.state.sessions = service, decisions, sessions
+    return serve_routes(app, settings, engine, sessions)
+
+
+def serve_routes(app: FastAPI, settings: DispatcherSettings, engine, sessions) -> FastAPI:
+    """The dispatcher's routes, error answers, body limit and health, every route behind its role."""
     app.state.redrive_after_s = settings.redrive_after_s
     app.include_router(api.callbacks)
     app.include_router(api.operators)

@@ -67,6 +67,16 @@ async def ticket_to_answer(session: AsyncSession, referral_id: UUID):
     return (await session.execute(stmt)).first()
 
 
+async def platform_of(session: AsyncSession, referral_id: UUID) -> str | None:
+    """The platform a referral was reported to, from its deliveries, or from its tickets (reported
+    before deliveries were kept)."""
+    if platform := await DELIVERIES.platform_of(session, referral_id):
+        return platform
+    stmt = (select(tickets.c.platform).where(tickets.c.referral_id == referral_id)
+            .order_by(tickets.c.created_at.desc()).limit(1))
+    return (await session.execute(stmt)).scalar()
+
+
 async def undecided(session: AsyncSession, older_than: datetime) -> list:
     """Tickets without a decision since before older_than, per platform: count, oldest, polled or not."""
     stmt = (select(tickets.c.platform, tickets.c.polled, func.count().label("count"),
@@ -81,11 +91,15 @@ async def set_status(session: AsyncSession, platform: str, ticket_id: str, statu
                           .values(status=status, updated_at=func.now()))
 
 
-async def claim_due(session: AsyncSession, limit: int) -> list:
-    """Lock up to `limit` polled tickets that are due and undecided, skipping rows others hold."""
-    stmt = (select(tickets).where(and_(tickets.c.polled, tickets.c.status != DECIDED,
-                                       tickets.c.next_poll_at <= func.now()))
-            .order_by(tickets.c.next_poll_at).limit(limit).with_for_update(skip_locked=True))
+async def lease_due(session: AsyncSession, limit: int, lease_s: float) -> list:
+    """Take up to `limit` polled tickets that are due and undecided (skipping rows others hold), and
+    put their next poll lease_s ahead: the polls are made outside any transaction, and a poller
+    that dies meanwhile leaves them to be polled again then."""
+    due = (select(tickets.c.platform, tickets.c.ticket_id)
+           .where(and_(tickets.c.polled, tickets.c.status != DECIDED, tickets.c.next_poll_at <= func.now()))
+           .order_by(tickets.c.next_poll_at).limit(limit).with_for_update(skip_locked=True)).subquery()
+    stmt = (update(tickets).where(and_(tickets.c.platform == due.c.platform, tickets.c.ticket_id == due.c.ticket_id))
+            .values(next_poll_at=func.now() + timedelta(seconds=lease_s)).returning(*tickets.c))
     return list(await session.execute(stmt))
 
 

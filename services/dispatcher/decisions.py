@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Accepted callbacks are remembered this long after they turn stale: the clocks of the instances
 # sharing the table may differ by this much.
 CLOCK_MARGIN_S = 60
+POLL_LEASE_S = 60.0  # a poll (its rate-limit wait included) gives up after this; its ticket is polled again then
 
 
 class UnknownTicket(LookupError):
@@ -88,29 +89,36 @@ class Decisions:
         return answer
 
     async def poll_due(self, limit: int = 100) -> int:
-        """Ask platforms about due undecided tickets; the number of tickets polled."""
+        """Ask platforms about due undecided tickets; the number of tickets polled. No transaction is
+        open while platforms are asked: the tickets are leased first, the answers recorded after."""
         async with self.sessions() as session, session.begin():
-            due = await db.claim_due(session, limit)
-            results = await asyncio.gather(*(self._poll(t) for t in due), return_exceptions=True)
+            due = await db.lease_due(session, limit, POLL_LEASE_S)
+        if not due:
+            return 0
+        results = await asyncio.gather(*(self._poll(t) for t in due), return_exceptions=True)
+        async with self.sessions() as session, session.begin():
             for ticket, result in zip(due, results, strict=True):
-                if isinstance(result, BaseException):
-                    log.warning("referral %s: polling %s ticket %s failed: %r", ticket.referral_id, ticket.platform,
-                                ticket.ticket_id, result)
-                    result = None
-                if isinstance(result, Decision) or (result is not None and ticket.status != db.INFORMATION_REQUESTED):
-                    log.info("referral %s: %s ticket %s answered when polled", ticket.referral_id, ticket.platform,
-                             ticket.ticket_id)
-                    await record_answers(session, Platform(ticket.platform), [result])
-                adapter = self.registry.by_slug(ticket.adapter)
-                await db.polled(session, ticket.platform, ticket.ticket_id, _status_after(ticket.status, result),
-                                adapter.config.poll_interval_s)
-        if due:
-            self.wake_relay()
+                await self._polled(session, ticket, result)
+        self.wake_relay()
         return len(due)
 
     async def _poll(self, ticket) -> PlatformAnswer | None:
-        await self.lanes[Platform(ticket.platform)].throttle()
-        return await self.registry.by_slug(ticket.adapter).poll(ticket.ticket_id, ticket.referral_id)
+        async with asyncio.timeout(POLL_LEASE_S):
+            await self.lanes[Platform(ticket.platform)].throttle()
+            return await self.registry.by_slug(ticket.adapter).poll(ticket.ticket_id, ticket.referral_id)
+
+    async def _polled(self, session: AsyncSession, ticket, result: PlatformAnswer | BaseException | None) -> None:
+        """Record a poll's answer if it is news (a decision, or a question not seen yet), and when to poll next."""
+        if isinstance(result, BaseException):
+            log.warning("referral %s: polling %s ticket %s failed: %r", ticket.referral_id, ticket.platform,
+                        ticket.ticket_id, result)
+            result = None
+        if isinstance(result, Decision) or (result is not None and ticket.status != db.INFORMATION_REQUESTED):
+            log.info("referral %s: %s ticket %s answered when polled", ticket.referral_id, ticket.platform,
+                     ticket.ticket_id)
+            await record_answers(session, Platform(ticket.platform), [result])
+        await db.polled(session, ticket.platform, ticket.ticket_id, _status_after(ticket.status, result),
+                        self.registry.by_slug(ticket.adapter).config.poll_interval_s)
 
 
 async def record_answers(session: AsyncSession, platform: Platform, answers: Sequence[PlatformAnswer],

@@ -72,43 +72,61 @@ class Deliveries:
 
     def __init__(self, table: Table):
         self.table, name = table, table.fullname
-        # A delivery routed again (its event published again) keeps its row: the answer says its state.
+        # A delivery routed again (its event published again) keeps its row: the answer says its state,
+        # whether it is new, and whether it is overdue (no lane has it: its record was lost).
         self._owe = insert_arrays(table, self.COLUMNS, (
-            "ON CONFLICT (event_id) DO UPDATE SET updated_at = deliveries.updated_at RETURNING event_id, state"),
+            "ON CONFLICT (event_id) DO UPDATE SET updated_at = deliveries.updated_at "
+            "RETURNING event_id, state, (xmax = 0) AS fresh, due_at <= now() AS overdue"),
             sent_as={"headers": ("VARCHAR", "CAST(headers AS JSONB)"),
                      "due_at": ("FLOAT", "now() + make_interval(secs => due_at)")})
-        # The lane takes the due ones (and, from before this table, unknown ones) and holds them a while.
+        # The lane takes the due ones at the attempt they reached (a stale copy of a delivery parked for
+        # a later attempt is not taken early) and, from before this table, unknown ones; it holds them.
         self._take = text(
-            f"WITH given AS (SELECT unnest(CAST(:ids AS UUID[])) AS event_id), "
+            f"WITH given AS (SELECT * FROM unnest(CAST(:ids AS UUID[]), CAST(:attempts AS INT[])) "
+            f"AS g (event_id, attempt)), "
             f"taken AS (UPDATE {name} d SET due_at = now() + make_interval(secs => :hold), updated_at = now() "
-            f"FROM given g WHERE d.event_id = g.event_id AND d.state = '{DUE}' RETURNING d.event_id) "
+            f"FROM given g WHERE d.event_id = g.event_id AND d.state = '{DUE}' AND g.attempt >= d.attempt "
+            f"RETURNING d.event_id) "
             f"SELECT g.event_id FROM given g WHERE g.event_id IN (SELECT event_id FROM taken) "
             f"OR NOT EXISTS (SELECT 1 FROM {name} d WHERE d.event_id = g.event_id)")
         self._redriven = text(
             f"UPDATE {name} SET redrives = redrives + 1, updated_at = now(), due_at = now() + make_interval(secs => "
             f":after * power(2, least(redrives, {MAX_BACKOFF_DOUBLINGS}))) WHERE event_id = ANY(CAST(:ids AS UUID[]))")
 
-    async def owe(self, session: AsyncSession, owed: Sequence[Owed], within_s: float) -> dict[UUID, str]:
-        """Remember deliveries (once per event); each one's state, new ones `due` within within_s."""
+    async def owe(self, session: AsyncSession, owed: Sequence[Owed], within_s: float) -> set[UUID]:
+        """Remember deliveries (once per event), new ones `due` within within_s; those to put on their
+        lane: new ones, and ones still due past their time (routed again after their record was lost)."""
         unique = list({o.event_id: o for o in owed}.values())
         if not unique:
-            return {}
+            return set()
         rows = await session.execute(self._owe, {
             "event_id": [o.event_id for o in unique], "kind": [o.kind for o in unique],
             "referral_id": [o.referral_id for o in unique], "dispatch": [o.dispatch for o in unique],
             "platform": [o.platform for o in unique], "state": [DUE] * len(unique), "key": [o.key for o in unique],
             "value": [o.value for o in unique], "headers": [json.dumps(o.headers) for o in unique],
             "due_at": [within_s] * len(unique)})
-        return {r.event_id: r.state for r in rows}
+        return {r.event_id for r in rows if r.state == DUE and (r.fresh or r.overdue)}
 
-    async def take(self, session: AsyncSession, event_ids: Sequence[UUID], hold_s: float) -> set[UUID]:
-        """Of these events, the deliveries still due, now held for hold_s before a re-drive."""
-        return set((await session.execute(self._take, {"ids": list(event_ids), "hold": hold_s})).scalars())
+    async def take(self, session: AsyncSession, given: Sequence[tuple[UUID, int]], hold_s: float) -> set[UUID]:
+        """Of these (event, attempt) pairs, the deliveries still due at that attempt, now held for hold_s."""
+        return set((await session.execute(self._take, {"ids": [e for e, _ in given], "attempts": [a for _, a in given],
+                                                       "hold": hold_s})).scalars())
 
-    async def set_state(self, session: AsyncSession, event_id: UUID, state: str, ticket_id: str | None = None) -> None:
+    async def delivered(self, session: AsyncSession, event_id: UUID, state: str, ticket_id: str) -> None:
+        """A report the platform took (REPORTED) or an answer it received (DELIVERED); never a step back
+        from `decided` (a late copy's receipt)."""
         t = self.table
-        values = {"state": state, "updated_at": func.now(), **({"ticket_id": ticket_id} if ticket_id else {})}
-        await session.execute(update(t).where(t.c.event_id == event_id).values(**values))
+        await session.execute(update(t).where(and_(t.c.event_id == event_id, t.c.state.in_((DUE, FAILED))))
+                              .values(state=state, ticket_id=ticket_id, updated_at=func.now()))
+
+    async def fail(self, session: AsyncSession, event_id: UUID):
+        """Give a due delivery up; the row (kind, referral_id, dispatch, platform), or None if it was not
+        due (delivered by another copy meanwhile, or not ours): then there is nothing to record."""
+        t = self.table
+        stmt = (update(t).where(and_(t.c.event_id == event_id, t.c.state == DUE))
+                .values(state=FAILED, updated_at=func.now())
+                .returning(t.c.kind, t.c.referral_id, t.c.dispatch, t.c.platform))
+        return (await session.execute(stmt)).first()
 
     async def retry_at(self, session: AsyncSession, event_id: UUID, attempt: int, due_in_s: float) -> None:
         """A delivery waiting for its next attempt: not stuck before due_in_s from now."""
@@ -122,11 +140,12 @@ class Deliveries:
                                                    t.c.ticket_id.in_(list(ticket_ids)))).values(
             state=DECIDED, updated_at=func.now()))
 
-    async def claim_stuck(self, session: AsyncSession, limit: int) -> list:
-        """Lock up to limit due deliveries past their due_at, skipping rows another instance holds."""
+    async def claim_stuck(self, session: AsyncSession, limit: int, paused: Sequence[str] = ()) -> list:
+        """Lock up to limit due deliveries past their due_at, skipping rows another instance holds and
+        platforms paused (their circuit is open: their lanes wait, and so do their records)."""
         t = self.table
-        stmt = (select(t).where(and_(t.c.state == DUE, t.c.due_at <= func.now())).order_by(t.c.due_at)
-                .limit(limit).with_for_update(skip_locked=True))
+        stmt = (select(t).where(and_(t.c.state == DUE, t.c.due_at <= func.now(), t.c.platform.not_in(list(paused))))
+                .order_by(t.c.due_at).limit(limit).with_for_update(skip_locked=True))
         return list(await session.execute(stmt))
 
     async def redriven(self, session: AsyncSession, event_ids: Sequence[UUID], after_s: float) -> None:
@@ -140,7 +159,7 @@ class Deliveries:
         return (await session.execute(stmt)).scalar()
 
     async def stuck(self, session: AsyncSession, older_than) -> list:
-        """Due deliveries older than older_than, per kind and platform: count, oldest, re-drives."""
+        """Due deliveries routed before older_than, per kind and platform: count, oldest, re-drives."""
         t = self.table
         stmt = (select(t.c.kind, t.c.platform, func.count().label("count"), func.min(t.c.created_at).label("oldest"),
                        func.sum(t.c.redrives).label("redrives"))

@@ -49,13 +49,13 @@ def forwarded(answer: Event, platform: Platform, adapter: str, ticket_id: str, a
                  data=data)
 
 
-def forward_failed(answer: Event, platform: Platform | None, adapter: str, reason: str, attempts: int,
-                   permanent: bool) -> Event:
-    """The agency's answer could not be forwarded; secrets in reason blanked out."""
-    data = InformationForwardFailed(referral_id=answer.referral_id, platform=platform, adapter=adapter,
-                                    answer_event_id=answer.id, reason=redact(reason), attempts=attempts,
+def forward_failed(referral_id: UUID, answer_id: UUID, platform: Platform | None, adapter: str, reason: str,
+                   attempts: int, permanent: bool) -> Event:
+    """The agency's answer (event answer_id) could not be forwarded; secrets in reason blanked out."""
+    data = InformationForwardFailed(referral_id=referral_id, platform=platform, adapter=adapter,
+                                    answer_event_id=answer_id, reason=redact(reason), attempts=attempts,
                                     permanent=permanent)
-    return Event(id=stable_id(answer.referral_id, "information_forward_failed", answer.id, attempts), source=SOURCE,
+    return Event(id=stable_id(referral_id, "information_forward_failed", answer_id, attempts), source=SOURCE,
                  actor=SERVICE, data=data)
 
 

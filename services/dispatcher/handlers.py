@@ -122,6 +122,6 @@ async def _deliver_one(service: DispatchService, record: Record) -> None:
         await service.deliver(parse_delivery(record.headers, record.value), record)
 
     async def to_dlq(reason: str, attempts: int) -> None:
-        await service.outbound.dead_letter(record, reason)
+        await service.give_up(record, reason)
 
     await process_or_dead_letter(work, to_dlq, what=f"{record.topic}/{record.partition}/{record.offset}")

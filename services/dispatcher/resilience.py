@@ -47,6 +47,10 @@ class CircuitBreaker:
         self.probing = True
         return 0.0
 
+    def cooling(self) -> bool:
+        """Open, and its cool-down not over: nothing should be sent (a probe may go once it is)."""
+        return self.state is BreakerState.open and self.clock() < self.opened_at + self.reset_s
+
     def record_success(self) -> None:
         self.state, self.failures, self.reset_s, self.probing = BreakerState.closed, 0, self.base_reset_s, False
 

@@ -19,7 +19,7 @@ from services.dispatcher import db, domain
 from services.dispatcher.adapters.base import DecisionMode, DeliveryError, PlatformAdapter
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
 from services.dispatcher.decisions import record_answers
-from services.dispatcher.deliveries import ANSWER, DELIVERED, DUE, FAILED, REPORT, REPORTED, Owed
+from services.dispatcher.deliveries import ANSWER, DELIVERED, REPORT, REPORTED, Owed
 from services.dispatcher.lanes import Delivered, GaveUp, Lane, Result, RetryLater
 from services.dispatcher.outbound import Outbound, Record, message
 from shared.events import Event, InformationSupplied, Platform, ReferralSubmitted
@@ -46,14 +46,14 @@ class DispatchService:
         ones on their lanes; a referral no adapter serves is recorded as failed instead."""
         async with self.sessions() as session, session.begin():
             reports, refused = self._reports(wanted)
-            states = await db.DELIVERIES.owe(session, [o for o, _ in reports], self.timing.redrive_after_s)
+            to_lane = await db.DELIVERIES.owe(session, [o for o, _ in reports], self.timing.redrive_after_s)
             answers, unanswerable = await self._answers(session, wanted)
-            states |= await db.DELIVERIES.owe(session, [o for o, _ in answers], self.timing.redrive_after_s)
+            to_lane |= await db.DELIVERIES.owe(session, [o for o, _ in answers], self.timing.redrive_after_s)
             await db.OUTBOX.queue(session, refused + unanswerable)
         if refused or unanswerable:
             self.wake_relay()
         await asyncio.gather(*(self.outbound.to_lane(o.platform, record) for o, record in reports + answers
-                               if states.get(o.event_id) == DUE))
+                               if o.event_id in to_lane))
 
     def _reports(self, wanted: Sequence[tuple[Event, Record]]) -> tuple[list, list]:
         owed, refused = [], []
@@ -76,10 +76,10 @@ class DispatchService:
         for event, record in wanted:
             if not isinstance(event.data, InformationSupplied):
                 continue
-            platform = await db.DELIVERIES.platform_of(session, event.referral_id)
+            platform = await db.platform_of(session, event.referral_id)
             if platform is None:
-                refused.append(message(REFERRALS_DISPATCH, domain.forward_failed(
-                    event, None, "none", "no report of this referral was dispatched", 0, True)))
+                refused.append(message(TAKEDOWN_DECISIONS, domain.forward_failed(
+                    event.referral_id, event.id, None, "none", "no report of this referral was dispatched", 0, True)))
                 continue
             owed.append((Owed(event.id, ANSWER, event.referral_id, 0, platform, record.key, record.value,
                               record.headers), record))
@@ -89,15 +89,22 @@ class DispatchService:
         """The records of a lane batch still due (others were delivered already: a re-drive or a
         redelivery), once each, held for its lane a while before the reconciler would put it back.
         (Another instance may hold a copy too: the platform's idempotency key makes that one report.)"""
-        ids = [r.event_id for r in records if r.event_id is not None]
+        given = [(r.event_id, r.attempt) for r in records if r.event_id is not None]
         async with self.sessions() as session, session.begin():
-            due = await db.DELIVERIES.take(session, ids, self.timing.redrive_after_s)
+            due = await db.DELIVERIES.take(session, given, self._hold_s(records))
         taken, seen = [], set()
         for record in records:
             if record.event_id is None or (record.event_id in due and record.event_id not in seen):
                 taken.append(record)
                 seen.add(record.event_id)
         return taken
+
+    def _hold_s(self, records: Sequence[Record]) -> float:
+        """How long a lane may take over a batch before its deliveries count as stuck: the bound, and
+        the time its platform's rate limit needs for the batch."""
+        lane = self.lanes.get(Platform(self._platform_of(records[0]))) if records else None
+        rate = lane.bucket.rate if lane is not None else float("inf")
+        return self.timing.redrive_after_s + len(records) / rate
 
     async def deliver(self, event: Event, record: Record) -> None:
         """One delivery attempt from a lane (a report or an answer); record what came of it."""
@@ -122,7 +129,7 @@ class DispatchService:
         async with self.sessions() as session, session.begin():
             await db.open_ticket(session, platform.value, receipt.ticket_id, rid, adapter.slug,
                                  self._poll_after(adapter, receipt.answer is None))
-            await db.DELIVERIES.set_state(session, event.id, REPORTED, receipt.ticket_id)
+            await db.DELIVERIES.delivered(session, event.id, REPORTED, receipt.ticket_id)
             await db.OUTBOX.queue(session, [message(REFERRALS_DISPATCH, domain.dispatched(
                 rid, platform, adapter.slug, receipt.ticket_id, record.attempt, referral.dispatch, at=result.sent_at))])
             if receipt.answer is not None:
@@ -145,13 +152,13 @@ class DispatchService:
             result = await lane.forward(ticket.ticket_id, event.data, str(event.id), event.referral_id, record.attempt)
         if isinstance(result, Delivered):
             async with self.sessions() as session, session.begin():
-                await db.DELIVERIES.set_state(session, event.id, DELIVERED, ticket.ticket_id)
+                await db.DELIVERIES.delivered(session, event.id, DELIVERED, ticket.ticket_id)
                 await db.OUTBOX.queue(session, [message(TAKEDOWN_DECISIONS, domain.forwarded(
                     event, platform, adapter, ticket.ticket_id, record.attempt))])
             self.wake_relay()
             return
         await self._not_delivered(event, record, result, lambda reason, permanent: domain.forward_failed(
-            event, platform, adapter, reason, record.attempt, permanent))
+            event.referral_id, event.id, platform, adapter, reason, record.attempt, permanent))
 
     async def _not_delivered(self, event: Event, record: Record, result: Result, failure) -> None:
         """Park a delivery for its next attempt, or give it up: dead letter, state and event."""
@@ -164,9 +171,31 @@ class DispatchService:
             case GaveUp(reason, permanent):
                 await self.outbound.dead_letter(record, reason)
                 async with self.sessions() as session, session.begin():
-                    await db.DELIVERIES.set_state(session, event.id, FAILED)
-                    await db.OUTBOX.queue(session, [message(REFERRALS_DISPATCH, failure(reason, permanent))])
+                    if await db.DELIVERIES.fail(session, event.id) is not None:  # else another copy got there
+                        event_of = failure(reason, permanent)
+                        topic = TAKEDOWN_DECISIONS if isinstance(event.data, InformationSupplied) else REFERRALS_DISPATCH
+                        await db.OUTBOX.queue(session, [message(topic, event_of)])
                 self.wake_relay()
+
+    async def give_up(self, record: Record, reason: str) -> None:
+        """A lane record no attempt could process (not a platform's refusal: an error of ours or a
+        record that is not a delivery): dead-letter it and record its delivery, if any, as failed."""
+        await self.outbound.dead_letter(record, reason)
+        if record.event_id is None:
+            return
+        async with self.sessions() as session, session.begin():
+            row = await db.DELIVERIES.fail(session, record.event_id)
+            if row is None:
+                return
+            platform, adapter = Platform(row.platform), self.lanes[Platform(row.platform)].adapter.slug
+            if row.kind == REPORT:
+                failed = message(REFERRALS_DISPATCH, domain.dispatch_failed(
+                    row.referral_id, platform, adapter, reason, record.attempt, True, row.dispatch))
+            else:
+                failed = message(TAKEDOWN_DECISIONS, domain.forward_failed(
+                    row.referral_id, record.event_id, platform, adapter, reason, record.attempt, True))
+            await db.OUTBOX.queue(session, [failed])
+        self.wake_relay()
 
     @staticmethod
     def _platform_of(record: Record) -> str:

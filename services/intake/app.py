@@ -19,6 +19,7 @@ from shared.kafka_watch import watch_service
 from shared.receipts import register_receipts
 from shared.redact import configured_secrets, register_secrets
 from shared.relay import OutboxRelay
+from shared.stuck import broker_lost
 from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         await ensure_topics(settings, topics.needed_by("intake"))
         await start_broker(broker)
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay"),
-                 asyncio.create_task(watch_service(settings, "intake", broker), name="broker-watch")]
+                 asyncio.create_task(watch_service(settings, "intake", broker,
+                                                   on_lost=lambda: broker_lost(sessions, OUTBOX)), name="broker-watch")]
         log.info("intake ready: Kafka %s, database %s", settings.kafka_bootstrap_servers,
                  db.describe(settings.database_url))
         yield
