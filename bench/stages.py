@@ -18,15 +18,16 @@ HOOKS = Path(__file__).parent / "hooks"
 ACK = "faststream.kafka.message:KafkaAckableMessage.ack"
 TIMERS = {
     "intake": ["services.intake.service:IntakeService.submit", "services.intake.db:accept",
-               "services.intake.outbox:OutboxRelay.relay_once", ACK],
+               "shared.relay:OutboxRelay.relay_once", "shared.outbox:Outbox.confirm", ACK],
     "dispatcher": ["services.dispatcher.service:DispatchService.route",
+                   "services.dispatcher.service:DispatchService.take",
                    "services.dispatcher.outbound:Outbound._send",
                    "services.dispatcher.service:DispatchService.deliver", "services.dispatcher.lanes:Lane.deliver",
                    "services.dispatcher.adapters.http:HttpAdapter.request",
-                   "services.dispatcher.service:DispatchService._opened",
-                   "services.dispatcher.outbound:Outbound.event",
-                   "services.dispatcher.service:DispatchService.callback",
-                   "services.dispatcher.service:DispatchService.poll_due", ACK],
+                   "services.dispatcher.service:DispatchService._reported",
+                   "shared.relay:OutboxRelay.relay_once", "shared.outbox:Outbox.confirm",
+                   "services.dispatcher.decisions:Decisions.accept_callback",
+                   "services.dispatcher.decisions:Decisions.poll_due", ACK],
     "outcomes": ["services.outcomes.service:OutcomesService.record", "services.outcomes.audit:append",
                  "services.outcomes.db:history_events", "services.outcomes.db:save_states"],
 }
