@@ -137,3 +137,20 @@ async def until_done(work: Callable[[], Awaitable[None]], what: str,
                 raise
             log.warning("%s: transient failure (attempt %s), retrying: %r", what, attempt, exc)
             await sleep(spaced_backoff(attempt))
+
+
+async def keep_going(step: Callable[[], Awaitable[bool]], idle_s: float, what: str, cap_s: float = 30.0) -> None:
+    """Run step() until cancelled: again at once while it says there is more to do, after idle_s
+    when it does not; a step that fails is logged and tried again after a capped backoff."""
+    failures = 0
+    while True:
+        try:
+            more = await step()
+            failures = 0
+        except Exception:  # noqa: BLE001 - a background loop must outlive any one bad step
+            failures += 1
+            log.exception("%s failed (%s in a row)", what, failures)
+            await asyncio.sleep(backoff(failures, cap=cap_s))
+            continue
+        if not more:
+            await asyncio.sleep(idle_s)

@@ -25,7 +25,7 @@ from shared.kafka_watch import watch_service
 from shared.receipts import register_receipts
 from shared.redact import configured_secrets, register_secrets
 from shared.relay import OutboxRelay
-from shared.reliability import backoff
+from shared.reliability import keep_going
 from shared.serving import add_health, install_error_handlers, limit_body
 
 log = logging.getLogger(__name__)
@@ -114,15 +114,7 @@ def serve_routes(app: FastAPI, settings: DispatcherSettings, engine, sessions) -
 
 async def poll_forever(decisions: Decisions, tick_s: float) -> None:
     """Poll due tickets until cancelled; a failing round is logged and retried with backoff."""
-    failures = 0
-    while True:
-        try:
-            polled = await decisions.poll_due()
-            failures = 0
-        except Exception:  # noqa: BLE001 - the poller must outlive any one bad round
-            failures += 1
-            log.exception("polling round failed (%s in a row)", failures)
-            await asyncio.sleep(backoff(failures, cap=30.0))
-            continue
-        if not polled:
-            await asyncio.sleep(tick_s)
+    async def round_() -> bool:
+        return await decisions.poll_due() > 0
+
+    await keep_going(round_, tick_s, "polling round")

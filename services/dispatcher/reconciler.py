@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.dispatcher import db
 from services.dispatcher.outbound import ATTEMPT, Outbound, Record
-from shared.reliability import backoff
+from shared.reliability import keep_going
 from shared.stuck import Stuck, cutoff, outbox_now, outbox_stuck
 from shared.stuck import broker_lost as outbox_broker_lost
 
@@ -51,18 +51,10 @@ class Reconciler:
 
     async def run(self, every_s: float) -> None:
         """Sweep until cancelled; a failing sweep is logged and tried again with backoff."""
-        failures = 0
-        while True:
-            try:
-                swept = await self.sweep()
-                failures = 0
-            except Exception:  # noqa: BLE001 - the reconciler must outlive any one bad sweep
-                failures += 1
-                log.exception("reconciler sweep failed (%s in a row)", failures)
-                await asyncio.sleep(backoff(failures, cap=30.0))
-                continue
-            if swept < self.batch:
-                await asyncio.sleep(every_s)
+        async def full_sweep() -> bool:
+            return await self.sweep() >= self.batch
+
+        await keep_going(full_sweep, every_s, "reconciler sweep")
 
 
 STEPS = {"report": "dispatcher: report due, not delivered", "answer": "dispatcher: answer due, not forwarded"}
