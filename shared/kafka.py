@@ -74,6 +74,8 @@ def consumer_options(settings: BaseServiceSettings, group_id: str) -> dict:
         "decoder": keep_body_as_bytes,
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "batch_timeout_ms": settings.kafka_batch_wait_ms,  # ignored by a consumer of one record at a time
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }
 
 

@@ -20,6 +20,17 @@ class BaseServiceSettings(BaseSettings):
         10_000, ge=1000, description="Consumer session timeout; a group's first join waits about half of it."
     )
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    kafka_batch_wait_ms: int = Field(
+        10, ge=1, le=1000,
+        description="How long a batch consumer waits for records before it looks again. FastStream then sleeps "
+                    "as long once more, deaf: at its default (200) an idle hop adds up to 400 ms, at 10 up to 20.",
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        500, ge=1, le=5000,
+        description="How long the broker may hold a fetch that has no records yet. Both Tansu and Kafka answer "
+                    "as soon as a record arrives (measured on Tansu: a hop's p50 is 4 ms at 500 and at 5), so a "
+                    "lower value only adds idle fetches.",
+    )
     topic_partitions: int = Field(6, ge=1, description="Partitions of the topics a service creates.")
     topic_replication_factor: int = Field(1, ge=1)
     kafka_watch_s: float = Field(
