@@ -9,7 +9,9 @@ GET /v1/reports/attrition?agency=NCA on the outcomes service answers the committ
 
 import json
 import os
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -42,29 +44,83 @@ def demo_token(agency: str) -> str:
 
 def seed(
     intake: str = typer.Option("http://127.0.0.1:8001", help="The intake service's base URL."),
+    outcomes: str = typer.Option("http://127.0.0.1:8003", help="The outcomes service's base URL (for --wait)."),
     facebook: int = typer.Option(700, min=0), youtube: int = typer.Option(500, min=0),
     agency: str = typer.Option("NCA", help="The agency whose demo key refers them."),
     token: str | None = typer.Option(None, envvar="TAKEDOWN_TOKEN", help="An agency API key or access token "
                                      "(default: the agency's demo key)."),
+    wait: bool = typer.Option(False, help="Then wait until every referral is decided and print the rate."),
+    timeout: float = typer.Option(600, min=1, help="With --wait: give up waiting after this many seconds."),
 ) -> None:
     """Refer an NCA-like set of pages to Facebook and YouTube through intake."""
     run = uuid.uuid4().hex[:8]
     items = referrals(facebook, youtube, run)
     headers = {"Authorization": f"Bearer {token or demo_token(agency)}"}
-    accepted = 0
+    since = datetime.now(UTC)
+    started = time.monotonic()
     try:
         with httpx.Client(base_url=intake, timeout=60, headers=headers) as client:
-            for start in range(0, len(items), BATCH):
-                response = client.post("/v1/referrals/batch", json={"referrals": items[start:start + BATCH]})
-                response.raise_for_status()
-                accepted += response.json()["accepted"]
+            accepted, refused = submit_all(client, items)
+        typer.echo(f"referred {accepted} pages as agency {agency!r} (case SEED-{run}) in "
+                   f"{time.monotonic() - started:.1f} s" + (f"; intake asked to slow down {refused} times" if refused
+                                                            else ""))
+        if wait:
+            with httpx.Client(base_url=outcomes, timeout=60, headers=headers) as client:
+                await_decisions(client, agency, since, accepted, started, timeout)
     except httpx.HTTPStatusError as exc:
-        typer.echo(f"error: intake answered {exc.response.status_code}: {exc.response.text[:300]}", err=True)
+        typer.echo(f"error: {exc.request.url.host}:{exc.request.url.port} answered {exc.response.status_code}: "
+                   f"{exc.response.text[:300]}", err=True)
         raise typer.Exit(1) from None
     except httpx.TransportError as exc:
-        typer.echo(f"error: cannot reach intake at {intake} ({type(exc).__name__}): is `make run` going?", err=True)
+        typer.echo(f"error: cannot reach {exc.request.url.host}:{exc.request.url.port} ({type(exc).__name__}): "
+                   "is `make run` going?", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"referred {accepted} pages as agency {agency!r} (case SEED-{run}); then, as an auditor:\n"
-               "  AUDITOR=$(jq -r .auditor.token .takedown/dev-credentials.json)\n"
-               f"  curl -s -H \"Authorization: Bearer $AUDITOR\" "
-               f"'http://127.0.0.1:8003/v1/reports/attrition?agency={agency}'")
+    if not wait:
+        typer.echo("then, as an auditor:\n"
+                   "  AUDITOR=$(jq -r .auditor.token .takedown/dev-credentials.json)\n"
+                   f"  curl -s -H \"Authorization: Bearer $AUDITOR\" "
+                   f"'http://127.0.0.1:8003/v1/reports/attrition?agency={agency}'")
+
+
+def submit_all(client: httpx.Client, items: list[dict]) -> tuple[int, int]:
+    """POST the items in batches; a batch refused with 429 is sent again (same idempotency keys) after its
+    Retry-After. How many were accepted, and how many times intake refused a batch."""
+    accepted = refused = 0
+    for start in range(0, len(items), BATCH):
+        while (response := client.post("/v1/referrals/batch", json={"referrals": items[start:start + BATCH]})
+               ).status_code == 429:
+            refused += 1
+            time.sleep(retry_after_s(response))
+        response.raise_for_status()
+        accepted += response.json()["accepted"]
+    return accepted, refused
+
+
+def retry_after_s(response: httpx.Response, default: float = 1.0, cap: float = 60.0) -> float:
+    """The seconds a 429 or 503 asks to wait (Retry-After in seconds), bounded."""
+    try:
+        return min(cap, max(0.0, float(response.headers.get("Retry-After", default))))
+    except ValueError:
+        return default
+
+
+def await_decisions(client: httpx.Client, agency: str, since: datetime, expected: int, started: float,
+                    timeout: float) -> None:
+    """Poll the agency's attrition report until `expected` referrals submitted since `since` are decided;
+    print the rate from the first submission. Exits 1 if they are not all decided within timeout."""
+    params = {"agency": agency, "start": since.isoformat()}
+    decided = 0
+    while time.monotonic() - started < timeout:
+        response = client.get("/v1/reports/attrition", params=params)
+        response.raise_for_status()
+        total = next((r for r in response.json()["rows"] if r["platform"] == "all platforms"), None) or {}
+        decided = sum(total.get(k, 0) for k in ("removed", "restricted", "rejected"))
+        if decided >= expected:
+            took = time.monotonic() - started
+            typer.echo(f"all {decided} decided {took:.1f} s after the first submission: {decided / took:,.0f} "
+                       "referrals/s end to end")
+            return
+        time.sleep(0.5)
+    typer.echo(f"{decided} of {expected} decided after {timeout:.0f} s (a persona that never answers keeps some "
+               "pending: see README, platforms out of the way)", err=True)
+    raise typer.Exit(1)
