@@ -178,14 +178,19 @@ class SharedLimits:
     async def run(self) -> None:
         """sync() until cancelled; a failing one is logged and tried again with a capped backoff."""
         failures = 0
-        while True:
-            try:
-                await self.sync()
-                failures = 0
-            except Exception as exc:  # noqa: BLE001 - a background loop must outlive any one bad step
-                failures += 1
-                log.log(logging.WARNING if is_transient(exc) else logging.ERROR, "sharing lane limits failed "
-                        "(%s in a row): %r", failures, exc, exc_info=not is_transient(exc))
-            wait = self.sync_s if not failures else max(self.sync_s, backoff(failures, cap=5.0))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.notes.wake.wait(), wait)
+        try:
+            while True:
+                try:
+                    await self.sync()
+                    failures = 0
+                except Exception as exc:  # noqa: BLE001 - a background loop must outlive any one bad step
+                    failures += 1
+                    log.log(logging.WARNING if is_transient(exc) else logging.ERROR, "sharing lane limits failed "
+                            "(%s in a row): %r", failures, exc, exc_info=not is_transient(exc))
+                wait = self.sync_s if not failures else max(self.sync_s, backoff(failures, cap=5.0))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.notes.wake.wait(), wait)
+        finally:  # stopping: no lease may outlive the engine
+            for bucket, _ in self.lanes.values():
+                if bucket.leasing is not None:
+                    bucket.leasing.cancel()
