@@ -12,20 +12,25 @@ from services.keys_cli import keys_app
 from services.ops import lag
 from services.reconcile_cli import reconcile
 from services.seed import seed
+from services.workers import run_workers, serve_socket
 from shared.serving import configure_logging, serve
 
 app = typer.Typer(help="takedown: carries takedown referrals to platforms and back, with an audit trail.",
                   no_args_is_help=True, add_completion=False)
 
 
-def _serve(name: str, settings_class: str) -> None:
-    """Build one service from its settings and serve it until SIGINT or SIGTERM."""
+def _serve(name: str, settings_class: str, listen_fd: int | None = None) -> None:
+    """Build one service from its settings and serve it until SIGINT or SIGTERM (on an inherited
+    listening socket when listen_fd is given: a dispatcher worker)."""
     settings = getattr(importlib.import_module(f"services.{name}.config"), settings_class)()
     configure_logging(settings.log_level)
     service_app = importlib.import_module(f"services.{name}.app").create_app(settings)
     # What start-up made (modules, classes, schemas) lives as long as the process: frozen, it is not
     # walked by every full collection, which the garbage of busy batches otherwise triggers often.
     gc.freeze()
+    if listen_fd is not None:
+        serve_socket(service_app, listen_fd, name)
+        return
     serve(service_app, getattr(settings, f"{name}_host"), getattr(settings, f"{name}_port"), name)
 
 
@@ -36,9 +41,19 @@ def intake() -> None:
 
 
 @app.command()
-def dispatcher() -> None:
+def dispatcher(
+    workers: int = typer.Option(1, "--workers", min=1, envvar="DISPATCHER_WORKERS",
+                                help="Dispatcher processes sharing the port, the consumer groups and the lanes' limits."),
+    listen_fd: int | None = typer.Option(None, hidden=True, help="A worker's inherited listening socket."),
+) -> None:
     """Run the dispatcher (delivers referrals to platforms, receives their decisions)."""
-    _serve("dispatcher", "DispatcherSettings")
+    if workers > 1:
+        from services.dispatcher.config import DispatcherSettings
+
+        settings = DispatcherSettings()
+        configure_logging(settings.log_level)
+        raise typer.Exit(run_workers(workers, settings.dispatcher_host, settings.dispatcher_port))
+    _serve("dispatcher", "DispatcherSettings", listen_fd)
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 Starts the embedded broker and database unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are
 set, then each service as a child process; `takedown run` restarts any that dies and stops
-cleanly on Ctrl-C or SIGTERM.
+cleanly on Ctrl-C or SIGTERM. The dispatcher runs as DISPATCHER_WORKERS processes behind its one
+port (services/workers.py restarts a worker that dies); `takedown run` makes that
+min(2, CPUs) unless it is set.
 """
 
 import contextlib
@@ -38,9 +40,12 @@ class Stack:
     servers are started.
     """
 
-    def __init__(self, data_dir: Path, kafka_port: int = 9092, env: dict[str, str] | None = None):
+    def __init__(self, data_dir: Path, kafka_port: int = 9092, env: dict[str, str] | None = None,
+                 dispatchers: int | None = None):
         self.data_dir, self.kafka_port = data_dir.resolve(), kafka_port
         self.env = dict(os.environ if env is None else env)
+        if dispatchers is not None:  # dispatcher processes (workers) behind its port; else DISPATCHER_WORKERS or 1
+            self.env["DISPATCHER_WORKERS"] = str(dispatchers)
         self.children: dict[str, subprocess.Popen] = {}
         self.kafka: EmbeddedKafka | None = None
         self.postgres: EmbeddedPostgres | None = None
@@ -187,6 +192,12 @@ class Stack:
         log.info("stopped; nothing left running")
 
 
+def default_dispatchers() -> int:
+    """Dispatcher processes for `takedown run`: two where there are two CPUs or more (each is one
+    event loop, busy on its own CPU at full load), one otherwise."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 class Supervisor(Stack):
     """`takedown run`: the stack, with any service (or the embedded broker) that dies started again,
     until a signal. A broker started again is empty: the services put their topics back
@@ -194,6 +205,7 @@ class Supervisor(Stack):
 
     def __init__(self, data_dir: Path, kafka_port: int = 9092):
         super().__init__(data_dir, kafka_port)
+        self.env.setdefault("DISPATCHER_WORKERS", str(default_dispatchers()))
         self.stopping = False
 
     def run(self) -> int:

@@ -14,10 +14,11 @@ from services.dispatcher.db import OUTBOX, SCHEMA
 from services.dispatcher.decisions import Decisions
 from services.dispatcher.lanes import Lane, RetryPolicy
 from services.dispatcher.outbound import Outbound
-from services.dispatcher.resilience import CircuitBreaker, TokenBucket
+from services.dispatcher.limits import LimitStore
 from services.dispatcher.reconciler import Reconciler
 from services.dispatcher.reconciler import broker_lost as reconciler_broker_lost
 from services.dispatcher.service import DispatchService, Timing
+from services.dispatcher.sharing import SharedLimits
 from shared import auth, db, topics
 from shared.auth import setup as auth_setup
 from shared.kafka import consumer_options, ensure_topics, make_broker, start_broker
@@ -32,16 +33,16 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build_lanes(settings: DispatcherSettings, registry: AdapterRegistry) -> dict:
-    """One lane per served platform; platforms of one adapter share its breaker and rate limit."""
+def build_lanes(settings: DispatcherSettings, registry: AdapterRegistry, limits: SharedLimits) -> dict:
+    """One lane per served platform; platforms of one adapter share its breaker and rate limit, and
+    so does every dispatcher process (through Postgres: limits.py)."""
     policy = RetryPolicy(settings.delivery_attempts, settings.delivery_backoff_base_s, settings.delivery_backoff_cap_s)
     lanes = {}
     for adapter in registry:
         limit = adapter.config.rate_limit
-        lane = Lane(adapter, CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s,
-                                            settings.breaker_max_reset_s),
-                    TokenBucket(limit.per_second, limit.burst), policy)
-        lanes.update(dict.fromkeys(adapter.platforms, lane))
+        breaker, bucket = limits.protections(adapter.slug, limit.per_second, limit.burst, settings.breaker_failures,
+                                             settings.breaker_reset_s, settings.breaker_max_reset_s)
+        lanes.update(dict.fromkeys(adapter.platforms, Lane(adapter, breaker, bucket, policy)))
     return lanes
 
 
@@ -63,7 +64,8 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     sessions = db.make_sessions(engine)
     relay = OutboxRelay(sessions, broker, OUTBOX, settings.outbox_batch, settings.outbox_idle_poll_s,
                         settings.redrive_after_s)
-    lanes, outbound = build_lanes(settings, registry), Outbound(broker)
+    limits = SharedLimits(LimitStore(engine), settings.limit_lease_s, settings.limit_sync_s)
+    lanes, outbound = build_lanes(settings, registry, limits), Outbound(broker)
     service = DispatchService(registry, lanes, outbound, sessions,
                               Timing(settings.redrive_after_s, settings.webhook_poll_after_s), relay.wake)
     decisions = Decisions(registry, lanes, sessions, relay.wake)
@@ -81,7 +83,7 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
         await start_broker(broker)
         tasks = [asyncio.create_task(loop, name=name) for name, loop in (
             ("ticket-poller", poll_forever(decisions, settings.poll_tick_s)), ("outbox-relay", relay.run()),
-            ("reconciler", reconciler.run(settings.reconcile_every_s)),
+            ("reconciler", reconciler.run(settings.reconcile_every_s)), ("lane-limits", limits.run()),
             ("broker-watch", watch_service(settings, "dispatcher", broker,
                                            on_lost=lambda: reconciler_broker_lost(sessions))))]
         log.info("dispatcher ready: Kafka %s, adapters %s", settings.kafka_bootstrap_servers,

@@ -34,6 +34,13 @@ class DispatcherSettings(OutboxSettings):
     breaker_failures: int = Field(5, ge=1, description="Consecutive failures that open a platform's circuit.")
     breaker_reset_s: float = Field(5.0, gt=0, description="First cool-down of an open circuit; doubles per failed probe.")
     breaker_max_reset_s: float = Field(60.0, gt=0)
+    limit_lease_s: float = Field(
+        0.2, gt=0, le=5, description="A lane leases its platform's shared rate limit in blocks of what it will send in "
+        "this long; a leased token not sent within it lapses (in any t seconds all processes together send at most "
+        "rate * (t + this) + burst).")
+    limit_sync_s: float = Field(
+        1.0, gt=0, description="How often each dispatcher process reads the circuits and Retry-Afters the others "
+        "shared (a lease reads them too).")
     lane_batch: int = Field(64, ge=1, description="Most records a lane takes from Kafka at once.")
     poll_tick_s: float = Field(1.0, gt=0, description="How often due tickets are looked for.")
     webhook_poll_after_s: float = Field(

@@ -52,3 +52,19 @@ def test_takedown_run_starts_a_dead_embedded_broker_again_on_its_port(tmp_path):
         assert supervisor.kafka.process.poll() is None and supervisor.kafka.cluster_id != before
     finally:
         supervisor.kafka.stop()
+
+
+def test_takedown_run_starts_as_many_dispatchers_as_there_are_cpus_up_to_two(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPATCHER_WORKERS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == "2"
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == "1"
+
+    monkeypatch.setenv("DISPATCHER_WORKERS", "3")  # the operator's choice stands
+    assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == "3"
+
+
+def test_a_stack_runs_the_dispatchers_it_is_asked_for(tmp_path):
+    assert Stack(tmp_path, env=EXTERNAL, dispatchers=2).env["DISPATCHER_WORKERS"] == "2"
+    assert "DISPATCHER_WORKERS" not in Stack(tmp_path, env=EXTERNAL).env
