@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from bench.common import env_int
 from bench.stages import timer_env
 from services.supervisor import SERVICES, Stack
@@ -51,11 +53,32 @@ def settings(stack: Stack) -> dict:
             "kafka": "embedded Tansu (memory storage)", "postgres": "embedded PostgreSQL 18 (unix socket)"}
 
 
+def more_dispatchers(stack: Stack, count: int) -> list[str]:
+    """Start dispatcher-2 .. dispatcher-<count> (each its own HTTP port; they join the first one's
+    consumer groups) and wait until each serves; their names."""
+    ports = {f"dispatcher-{n}": free_port() for n in range(2, count + 1)}
+    for instance, port in ports.items():
+        stack.spawn("dispatcher", instance=instance, DISPATCHER_PORT=str(port))
+    for instance, port in ports.items():
+        wait_until(lambda i=instance, p=port: _serves(stack, i, p), 120, f"{instance} to be healthy")
+    return list(ports)
+
+
+def _serves(stack: Stack, instance: str, port: int) -> bool:
+    if stack.children[instance].poll() is not None:
+        raise RuntimeError(f"{instance} exited with {stack.children[instance].returncode}; see its log")
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), timers: bool = False,
-                  **overrides: str) -> Iterator[Stack]:
-    """The stack started (infrastructure, then names, with stage timers if asked) and healthy;
-    everything stopped on the way out, whatever ends the run (an error, Ctrl-C, SIGTERM)."""
+                  dispatchers: int = 1, **overrides: str) -> Iterator[Stack]:
+    """The stack started (infrastructure, then names, with stage timers if asked, and `dispatchers`
+    dispatcher processes in all) and healthy; everything stopped on the way out, whatever ends the
+    run (an error, Ctrl-C, SIGTERM)."""
     stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="takedown-bench-") as tmp:
         stack = Stack(Path(tmp) / "stack", kafka_port=free_port(), env=bench_env(Path(tmp), partitions, **overrides))
@@ -71,6 +94,7 @@ def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), tim
                     tail = (stack.data_dir / "logs" / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
                     print(f"--- {name}'s log, last lines:", *tail, sep="\n")
                 raise
+            more_dispatchers(stack, dispatchers)
             yield stack
         finally:
             stack.stop_all()
