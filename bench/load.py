@@ -57,7 +57,8 @@ class Channel:
 
     def summary(self, seconds: float) -> dict:
         return {"sent": self.sent, "acknowledged": self.acked, "failed": self.failed, "throttled_429": self.throttled,
-                "throttled_wait_s": round(self.throttled_wait_s, 1), "achieved_per_s": round(self.sent / seconds, 1) if seconds else None, "late_ticks": self.late_ticks}
+                "throttled_wait_s": round(self.throttled_wait_s, 1),
+                "achieved_per_s": round(self.sent / seconds, 1) if seconds else None, "late_ticks": self.late_ticks}
 
 
 class Agency:

@@ -31,11 +31,12 @@ def reference_rows(e2e: dict | None, limits: dict | None, overload: dict | None,
         first = scale["runs"][0]
         rows += [[f"scale-out: {_dispatchers(r['dispatchers'])}, {num(scale['settings']['seconds'])} s window",
                   num(r["decided_per_s"], 1), "" if r is first else
-                  f"{figure(ratio(r['decided_per_s'], first['decided_per_s']))} times {_dispatchers(first['dispatchers'])}"]
-                 for r in scale["runs"]]
+                  f"{figure(ratio(r['decided_per_s'], first['decided_per_s']))} times "
+                  f"{_dispatchers(first['dispatchers'])}"] for r in scale["runs"]]
     if overload:
         rows.append([f"overload: decided while {num(overload['offered_per_s'])}/s were offered",
-                     num(overload["decided_per_s"], 1), f"{figure(overload['kept_share'])} of the sustainable rate kept"])
+                     num(overload["decided_per_s"], 1),
+                     f"{figure(overload['kept_share'])} of the sustainable rate kept"])
     return rows
 
 
@@ -62,10 +63,10 @@ def limits_section(e2e: dict | None, limits: dict | None, overload: dict | None,
     if limits:
         b, n = limits["broker"], limits["naive"]
         lines += [f"Broker: {num(b['consumed'])} of {num(b['records'])} records of {b['record_bytes']} B on "
-                  f"{b['partitions']} partitions in {num(b['seconds'], 2)} s; CPU cores used: {cpu_rows(b['cpu_cores'])} "
-                  "(the consumer's process is in \"other\"). Naive pipeline: "
-                  f"{num(n['recorded'])} of {num(n['referrals'])} referrals in {num(n['seconds'], 2)} s; CPU cores used: "
-                  f"{cpu_rows(n['cpu_cores'])}.", ""]
+                  f"{b['partitions']} partitions in {num(b['seconds'], 2)} s; CPU cores used: "
+                  f"{cpu_rows(b['cpu_cores'])} (the consumer's process is in \"other\"). Naive pipeline: "
+                  f"{num(n['recorded'])} of {num(n['referrals'])} referrals in {num(n['seconds'], 2)} s; "
+                  f"CPU cores used: {cpu_rows(n['cpu_cores'])}.", ""]
     return lines
 
 

@@ -133,8 +133,8 @@ def main() -> None:
               f"p50 {minute['p50']} s, p99 {minute['p99']} s")
     targets = [Target("decisions recorded per second (steady part)", result["decided_per_s_steady"], "referrals/s",
                       0.99 * rate),
-               Target("consumer lag growth (least-squares slope)", result["lag_slope_per_s"], "records/s", LAG_SLOPE_MAX,
-                      "at_most")]
+               Target("consumer lag growth (least-squares slope)", result["lag_slope_per_s"], "records/s",
+                      LAG_SLOPE_MAX, "at_most")]
     targets += [Target(f"RSS growth, first to last third, {name}", result["memory_growth"].get(name, {}).get(
         "growth_pct"), "%", 10, "at_most") for name in SERVICES]
     run.finish({"settings": {**used, "rate_per_s": rate, "seconds": env_float("SOAK_SECONDS", 600),
