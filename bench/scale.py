@@ -36,7 +36,7 @@ def main() -> None:
     used = runs[-1].pop("settings")
     for r in runs:
         r.pop("settings", None)
-    speedup = ratio(runs[-1]["decided_per_s"], runs[0]["decided_per_s"], 2) if len(runs) > 1 else None
+    speedup = ratio(runs[-1]["decided_per_s"], runs[0]["decided_per_s"]) if len(runs) > 1 else None
     print(f"scale: {runs[-1]['dispatchers']} dispatchers give {speedup} times the rate of {runs[0]['dispatchers']}")
     run.finish({"settings": {**used, "TOPIC_PARTITIONS": partitions, "seconds": seconds, "warmup_s": warmup},
                 "runs": runs, "speedup": speedup}, [])
