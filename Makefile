@@ -29,9 +29,14 @@ test-unit: install
 
 # Benchmarks, not tests: each starts what it measures, prints its figures next to the targets and
 # writes bench/results/<name>.json; bench.report renders them into docs/benchmarks.md. Durations
-# are environment variables: BENCH_SECONDS=10 make bench to try it (see bench/*.py).
+# are environment variables (see docs/benchmarks.md) to try it: BENCH_SECONDS=10 BENCH_PROFILE_S=0
+# BENCH_OVERLOAD_SECONDS=15 BENCH_OVERLOAD_DRAIN_S=30 BENCH_SCALE_SECONDS=10 make bench. About 18 minutes
+# at the defaults; bench.limits and bench.overload compare with bench.e2e's result, so they run after it.
 bench: install
 	PYTHONPATH=. $(BIN)/python -m bench.e2e
+	PYTHONPATH=. $(BIN)/python -m bench.limits
+	PYTHONPATH=. $(BIN)/python -m bench.overload
+	PYTHONPATH=. $(BIN)/python -m bench.scale
 	PYTHONPATH=. $(BIN)/python -m bench.latency
 	PYTHONPATH=. $(BIN)/python -m bench.ingest
 	PYTHONPATH=. $(BIN)/python -m bench.memory

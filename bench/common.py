@@ -66,6 +66,7 @@ class Target:
     unit: str
     bound: float
     kind: str = "at_least"
+    aim: float | None = None  # a further figure worth reaching, shown after the bound
 
     @property
     def met(self) -> bool | None:
@@ -77,7 +78,8 @@ class Target:
         sign = ">=" if self.kind == "at_least" else "<="
         verdict = {True: "met", False: "NOT MET", None: "no figure"}[self.met]
         shown = "-" if self.value is None else f"{self.value:,.4g}" if self.value < 100 else f"{self.value:,.0f}"
-        return f"  {self.figure:<58} {shown:>10} {self.unit:<14} target {sign} {self.bound:,g}: {verdict}"
+        aim = f" (aim {self.aim:,g})" if self.aim is not None else ""
+        return f"  {self.figure:<58} {shown:>10} {self.unit:<14} target {sign} {self.bound:,g}{aim}: {verdict}"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "met": self.met}

@@ -5,22 +5,38 @@ the outcomes migrations create): raw asyncpg COPY, and a naive consumer committi
 import asyncio
 import json
 import time
-from uuid import uuid4
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.dispatcher.adapters.base import Decision
 from services.dispatcher.domain import answered, dispatched
 from services.outcomes import audit, chain
 from services.outcomes.db import STATE_COLUMNS
 from services.outcomes.domain import project
 from services.outcomes.service import OutcomesService
 from shared import db, topics
-from shared.events import Event, Platform, from_kafka, to_kafka
-from tests.fakes import referral, removal
+from shared.events import Category, Event, Platform, ReferralSubmitted, Visibility, from_kafka, to_kafka
 
 TOPIC_OF = {"referral.submitted": topics.REFERRALS_SUBMITTED, "referral.dispatched": topics.REFERRALS_DISPATCH,
             "takedown.decided": topics.TAKEDOWN_DECISIONS}
+
+
+def referral(platform: Platform, key: str) -> ReferralSubmitted:
+    """A referral.submitted payload for platform."""
+    post = f"https://{platform.value}.example/post/1"
+    return ReferralSubmitted(referral_id=uuid4(), agency="NCA", url=f"{post}?utm_source=x", canonical_url=post,
+                             platform=platform,
+                             category=Category.people_smuggling, case_reference="OP-1", idempotency_key=key,
+                             submitted_at=datetime.now(UTC))
+
+
+def removal(ticket_id: str, referral_id: UUID) -> Decision:
+    """The platform's answer: the content removed."""
+    return Decision(ticket_id=ticket_id, referral_id=referral_id, decided_at=datetime.now(UTC),
+                    visibility=(Visibility.content_removed,))
 
 
 def lifecycles(count: int) -> list[Event]:
@@ -28,7 +44,7 @@ def lifecycles(count: int) -> list[Event]:
     events = []
     platforms = (Platform.facebook, Platform.youtube, Platform.x, Platform.tiktok)
     for i in range(count // 3):
-        data = referral(platforms[i % len(platforms)], idempotency_key=f"ingest-{i}")
+        data = referral(platforms[i % len(platforms)], f"ingest-{i}")
         ticket = f"T-{uuid4().hex[:12]}"
         events += [Event(source="/takedown/intake", actor="agency:NCA", data=data),
                    dispatched(data.referral_id, data.platform, "bench", ticket, 1),

@@ -5,23 +5,41 @@ Each path is paced on its own clock: every tick (a few ms) it sends what is due 
 rate is steady rather than bursty, and it falls behind (which its achieved rate shows) only when
 intake or the broker cannot take more. HTTP batches go out concurrently (a bounded number in
 flight); Kafka records through one aiokafka producer (acks=all, linger 2 ms). A gate may hold a
-path back, e.g. to keep the referrals not yet decided below a window.
+path back, e.g. to keep the referrals not yet decided below a window. A batch answered 429 is sent
+again, the same batch with the same idempotency keys, after the Retry-After it was given (while it
+waits it holds its slot: a throttled agency slows down); the 429s are counted.
 """
 
 import asyncio
 import json
 import time
+from email.utils import parsedate_to_datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bench.records import PLATFORM_URLS as URLS
 from shared import topics
 from shared.auth.records import signed_headers
-from tests.faults.harness import URLS
 
 PLATFORMS = tuple(URLS)  # facebook (callback), x (callback), tiktok (in the answer), youtube (polled)
+TAKEN = (201, 202)  # intake's answers to a batch it stored
+
+
+def retry_after(value: str | None, default: float = 1.0, most: float = 60.0) -> float:
+    """Seconds to wait before sending again, from a Retry-After header (seconds or an HTTP date)."""
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return default
+    return min(max(seconds, 0.0), most)
 
 
 @dataclass
@@ -32,22 +50,25 @@ class Channel:
     sent: int = 0
     acked: int = 0
     failed: int = 0
+    throttled: int = 0  # 429 answers (each batch sent again after its Retry-After)
+    throttled_wait_s: float = 0.0  # Retry-After waited, summed over batches
     acks: list[tuple[float, float]] = field(default_factory=list)  # (sent at, seconds to the acknowledgement)
     late_ticks: int = 0  # ticks that found the loop more than a tick behind its schedule
 
     def summary(self, seconds: float) -> dict:
-        return {"sent": self.sent, "acknowledged": self.acked, "failed": self.failed,
+        return {"sent": self.sent, "acknowledged": self.acked, "failed": self.failed, "throttled_429": self.throttled,
+                "throttled_wait_s": round(self.throttled_wait_s, 1),
                 "achieved_per_s": round(self.sent / seconds, 1) if seconds else None, "late_ticks": self.late_ticks}
 
 
 class Agency:
     def __init__(self, intake: str, bootstrap: str, run: str, identity: dict, keep_times: bool = False,
-                 http_in_flight: int = 16, agency: str = "NCA"):
+                 http_in_flight: int = 16, agency: str = "NCA", retry_for_s: float = 300):
         """identity: the agency's demo credentials (token, signing_secret), as `takedown run` writes them."""
         self.intake, self.bootstrap, self.run = intake, bootstrap, run
         self.agency, self.token, self.secret = agency, identity["token"], identity["signing_secret"]
         self.case_reference = f"BENCH-{run}"
-        self.keep_times = keep_times
+        self.keep_times, self.retry_for_s = keep_times, retry_for_s  # how long a throttled batch is retried
         self.sent_at: dict[str, float] = {}  # idempotency key -> client clock just before sending
         self.http_ids: set[str] = set()  # referral ids intake accepted over HTTP
         self.paths = {"http": Channel("http"), "kafka": Channel("kafka")}
@@ -126,9 +147,8 @@ class Agency:
         if self.keep_times:
             self.sent_at.update((item["idempotency_key"], sent) for item in items)
         try:
-            response = await self.client.post("/v1/referrals/batch", content=body,
-                                              headers={"content-type": "application/json"})
-            if response.status_code != 202:
+            response = await self._post_until_taken(body)
+            if response.status_code not in TAKEN:
                 stats.failed += len(items)
                 return
             stats.acks.append((sent, time.time() - sent))
@@ -142,6 +162,20 @@ class Agency:
             stats.failed += len(items)
         finally:
             self._slots.release()
+
+    async def _post_until_taken(self, body: bytes) -> httpx.Response:
+        """POST a batch; while it is answered 429, wait its Retry-After and send it again (for at most
+        retry_for_s); the last answer."""
+        stats, give_up = self.paths["http"], time.monotonic() + self.retry_for_s
+        while True:
+            response = await self.client.post("/v1/referrals/batch", content=body,
+                                              headers={"content-type": "application/json"})
+            if response.status_code != 429 or time.monotonic() > give_up:
+                return response
+            stats.throttled += 1
+            wait = retry_after(response.headers.get("retry-after"))
+            stats.throttled_wait_s += wait
+            await asyncio.sleep(wait)
 
     async def _produce(self, items: list[dict]) -> None:
         stats = self.paths["kafka"]

@@ -1,5 +1,5 @@
 """Peak memory of each service: the highest resident set of each process over the benchmarks just
-run (e2e, latency, ingest), from the kernel's own peak (VmHWM, read before the process stopped)
+run (e2e, overload, scale, latency, ingest), from the kernel's own peak (VmHWM, read before the process stopped)
 and the samples taken every second. Postgres is the sum of its processes' PSS; Tansu keeps every
 record in memory by design (no retention), so it grows with what was sent.
 Run after the others: make bench, or python -m bench.memory.
@@ -7,7 +7,7 @@ Run after the others: make bench, or python -m bench.memory.
 
 from bench.common import Run, Target, read_result
 
-SOURCES = ("e2e", "latency", "ingest")
+SOURCES = ("e2e", "overload", "scale", "latency", "ingest")
 SERVICES = ("intake", "dispatcher", "outcomes", "sandbox")
 TARGET_MB = 200
 

@@ -6,28 +6,12 @@ Run after every benchmark (make bench and make soak do): python -m bench.report.
 from pathlib import Path
 
 from bench.common import ROOT, read_result
+from bench.markdown import cpu_rows, figure, num, table
+from bench.report_limits import limits_section, overload_section, scale_section
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- figures -->", "<!-- /figures -->"
-NAMES = ("e2e", "latency", "ingest", "memory", "auth", "soak")
-
-
-def table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows] + [""]
-
-
-def num(value, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}" if isinstance(value, (int, float)) else str(value)
-
-
-def figure(value) -> str:
-    """A figure with as many decimals as its size needs: 0.034, 29.7, 1,009."""
-    if value is None:
-        return "-"
-    return num(value, 3 if abs(value) < 1 else 1 if abs(value) < 100 else 0)
+NAMES = ("e2e", "limits", "overload", "scale", "latency", "ingest", "memory", "auth", "soak")
 
 
 def runs_section(results: dict[str, dict]) -> list[str]:
@@ -64,12 +48,8 @@ def targets_section(results: dict[str, dict]) -> list[str]:
             sign = ">=" if t["kind"] == "at_least" else "<="
             verdict = {True: "met", False: "**not met**", None: "no figure"}[t["met"]]
             rows.append([name, t["figure"], f"{figure(t['value'])} {t['unit']}",
-                         f"{sign} {t['bound']:,g}", verdict])
+                         f"{sign} {t['bound']:,g}" + (f" (aim {t['aim']:,g})" if t.get("aim") else ""), verdict])
     return table(["benchmark", "figure", "value", "target", "verdict"], rows)
-
-
-def cpu_rows(cpu: dict) -> str:
-    return ", ".join(f"{name} {cores:.2f}" for name, cores in sorted(cpu.items(), key=lambda kv: -kv[1]))
 
 
 def round_trips(label: str, trips: dict | None) -> list[str]:
@@ -195,8 +175,13 @@ def render(results: dict[str, dict]) -> str:
              "_Rendered by `python -m bench.report` from `bench/results/*.json`; do not edit by hand._",
              "", *runs_section(results), "### Against the targets", "", *targets_section(results),
              *settings_section(results)]
+    lines += limits_section(*(results.get(name) for name in ("e2e", "limits", "overload", "scale")))
     if "e2e" in results:
         lines += e2e_section(results["e2e"])
+    if "overload" in results:
+        lines += overload_section(results["overload"])
+    if "scale" in results:
+        lines += scale_section(results["scale"])
     if "latency" in results:
         lines += latency_section(results["latency"])
     if "ingest" in results:

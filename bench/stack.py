@@ -1,22 +1,24 @@
 """The whole stack for a benchmark: the project's Stack, on free ports and servers of its own, with
 the platforms (the sandbox) out of the way: no rate limits, no decision delay, every report removed.
 
-The environment is the fault suite's (tests/faults/harness.py: stack_env) with these overrides;
-everything set is recorded with the figures (settings()).
+Its own servers and ports, the fault suite's fast settings (FAST, as tests/faults/harness.py sets
+them) and the bench's platforms; everything set is recorded with the figures (settings()).
 """
 
 import contextlib
 import json
+import os
 import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from bench.common import env_int
 from bench.stages import timer_env
 from services.supervisor import SERVICES, Stack
 from shared.embedded import free_port, wait_until
-from tests.faults.harness import stack_env
 
 SLUGS = ("meta", "x", "tiktok", "youtube", "webhook")
 # Our side of each platform: limits far above any rate reached here; BENCH_MAX_IN_FLIGHT reports
@@ -32,15 +34,27 @@ SHOWN = ("TOPIC_PARTITIONS", "SANDBOX_POLICY", "SANDBOX_DECISION_DELAY_S", "POLL
          "DELIVERY_BACKOFF_BASE_S")
 
 
+# The fault suite's fast settings: quick polls, joins, retries and broker checks, no scheduler.
+FAST = {"POLL_INTERVAL_S": "1", "POLL_TICK_S": "0.5", "KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "DELIVERY_BACKOFF_BASE_S": "0.2", "DELIVERY_BACKOFF_CAP_S": "2",
+        "BREAKER_RESET_S": "1", "BREAKER_MAX_RESET_S": "2", "SCHEDULER_ENABLED": "false", "KAFKA_WATCH_S": "0.5"}
+PORTS = ("INTAKE_PORT", "DISPATCHER_PORT", "OUTCOMES_PORT", "SANDBOX_PORT", "SANDBOX_SMTP_PORT")
+
+
 def bench_env(tmp: Path, partitions: int, **overrides: str) -> dict[str, str]:
-    """The stack's environment: the fault suite's fast settings, the bench's platforms, quiet logs."""
+    """The stack's environment: servers and ports of its own, fast settings, the bench's platforms, quiet logs."""
     adapters, personas = tmp / "bench-adapters.json", tmp / "bench-personas.json"  # JSON is YAML
     adapters.write_text(json.dumps(ADAPTERS))
     personas.write_text(json.dumps(PERSONAS))
-    return stack_env(tmp, **{
-        "ADAPTERS_FILE": str(adapters), "SANDBOX_PERSONAS": str(personas), "SANDBOX_POLICY": "removed=1",
-        "SANDBOX_DECISION_DELAY_S": "0", "TOPIC_PARTITIONS": str(partitions), "LOG_LEVEL": "WARNING",
-        **overrides})
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "SANDBOX_STATE_FILE")}
+    ports = {name: str(free_port()) for name in PORTS}
+    return {**env, **ports, **FAST,
+            "SANDBOX_URL": f"http://127.0.0.1:{ports['SANDBOX_PORT']}",
+            "DISPATCHER_CALLBACK_BASE_URL": f"http://127.0.0.1:{ports['DISPATCHER_PORT']}",
+            "ADAPTERS_FILE": str(adapters), "SANDBOX_PERSONAS": str(personas), "SANDBOX_POLICY": "removed=1",
+            "SANDBOX_DECISION_DELAY_S": "0", "TOPIC_PARTITIONS": str(partitions), "LOG_LEVEL": "WARNING",
+            **overrides}
 
 
 def settings(stack: Stack) -> dict:
@@ -51,11 +65,32 @@ def settings(stack: Stack) -> dict:
             "kafka": "embedded Tansu (memory storage)", "postgres": "embedded PostgreSQL 18 (unix socket)"}
 
 
+def more_dispatchers(stack: Stack, count: int) -> list[str]:
+    """Start dispatcher-2 .. dispatcher-<count> (each its own HTTP port; they join the first one's
+    consumer groups) and wait until each serves; their names."""
+    ports = {f"dispatcher-{n}": free_port() for n in range(2, count + 1)}
+    for instance, port in ports.items():
+        stack.spawn("dispatcher", instance=instance, DISPATCHER_PORT=str(port))
+    for instance, port in ports.items():
+        wait_until(lambda i=instance, p=port: _serves(stack, i, p), 120, f"{instance} to be healthy")
+    return list(ports)
+
+
+def _serves(stack: Stack, instance: str, port: int) -> bool:
+    if stack.children[instance].poll() is not None:
+        raise RuntimeError(f"{instance} exited with {stack.children[instance].returncode}; see its log")
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), timers: bool = False,
-                  **overrides: str) -> Iterator[Stack]:
-    """The stack started (infrastructure, then names, with stage timers if asked) and healthy;
-    everything stopped on the way out, whatever ends the run (an error, Ctrl-C, SIGTERM)."""
+                  dispatchers: int = 1, **overrides: str) -> Iterator[Stack]:
+    """The stack started (infrastructure, then names, with stage timers if asked, and `dispatchers`
+    dispatcher processes in all) and healthy; everything stopped on the way out, whatever ends the
+    run (an error, Ctrl-C, SIGTERM)."""
     stop_on_signals()
     with tempfile.TemporaryDirectory(prefix="takedown-bench-") as tmp:
         stack = Stack(Path(tmp) / "stack", kafka_port=free_port(), env=bench_env(Path(tmp), partitions, **overrides))
@@ -71,6 +106,7 @@ def running_stack(partitions: int, names: tuple[str, ...] = tuple(SERVICES), tim
                     tail = (stack.data_dir / "logs" / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
                     print(f"--- {name}'s log, last lines:", *tail, sep="\n")
                 raise
+            more_dispatchers(stack, dispatchers)
             yield stack
         finally:
             stack.stop_all()

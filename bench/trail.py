@@ -66,6 +66,12 @@ class Trail:
         self.progress.at = time.time()
         return self.progress
 
+    async def decided_among(self, referral_ids: set[str]) -> int:
+        """How many of referral_ids have their platform's decision recorded."""
+        return await self.conn.fetchval(
+            "SELECT count(DISTINCT referral_id) FROM outcomes.audit_events "
+            "WHERE event_type = $1 AND referral_id = ANY($2::text[]::uuid[])", DECIDED, list(referral_ids))
+
     async def timings(self, case_reference: str) -> list[asyncpg.Record]:
         """Each referral of a run (by its case reference): its key, how it came in, its platform,
         intake's submitted_at, when it was dispatched, and when each event was recorded."""
