@@ -19,8 +19,9 @@ FORGET_CHUNK = 10_000  # ids deleted per transaction: no long lock on a big tabl
 class IntakeService:
     """Accepts submissions: one transaction stores each referral and its outbox event."""
 
-    def __init__(self, sessions: async_sessionmaker, on_commit: Callable[[], None]):
-        self.sessions, self.on_commit = sessions, on_commit
+    def __init__(self, sessions: async_sessionmaker, on_commit: Callable[[], None],
+                 on_accepted: Callable[[int], None] = lambda count: None):
+        self.sessions, self.on_commit, self.on_accepted = sessions, on_commit, on_accepted  # on_accepted: new ones
 
     async def submit(self, submissions: list[tuple[Submission, Principal]], via: str) -> list[db.Accepted]:
         """Store submissions, each made by an authenticated agency principal, durably (new ones get
@@ -50,10 +51,12 @@ class IntakeService:
         async with self.sessions() as session, session.begin():
             replays = await db.claim_webhook_ids(session, ids) if ids is not None else [None] * len(events)
             fresh = [event for event, replay in zip(events, replays, strict=True) if replay is None]
-            accepted = iter(await db.accept(session, fresh) if fresh else [])
+            stored = await db.accept(session, fresh) if fresh else []
             crash_point("intake.before_commit")
         crash_point("intake.after_commit")  # stored; not yet answered, nor its Kafka offset committed
         self.on_commit()
+        self.on_accepted(sum(not a.duplicate for a in stored))
+        accepted = iter(stored)
         return [next(accepted) if replay is None else replay for replay in replays]
 
 
