@@ -3,7 +3,7 @@
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.intake.db import OUTBOX
@@ -56,21 +56,12 @@ def _service(request: Request) -> IntakeService:
     return request.app.state.intake
 
 
-def _admit(request: Request) -> None:
-    """429 with Retry-After while intake is at its bound of work not yet dispatched: before anything
-    is stored, so a refused batch is refused whole (services/intake/backpressure.py)."""
-    gauge = request.app.state.gauge
-    if gauge.refusing:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, gauge.refusal(),
-                            headers={"Retry-After": str(gauge.retry_after_s())})
+# Answered by app.py's handler of Refused (services/intake/backpressure.py), raised before anything is stored.
+REFUSED = {"responses": {429: {"description": "Intake is at its bound of work not yet dispatched: nothing was "
+                                              "accepted (a batch is refused whole); retry after Retry-After seconds."}}}
 
 
-ADMITTED = {"dependencies": [Depends(_admit)], "responses": {429: {
-    "description": "Intake is at its bound of work not yet dispatched: nothing was accepted; retry after "
-                   "Retry-After seconds."}}}
-
-
-@router.post("/referrals", status_code=status.HTTP_202_ACCEPTED, response_model=ReferralAccepted, **ADMITTED)
+@router.post("/referrals", status_code=status.HTTP_202_ACCEPTED, response_model=ReferralAccepted, **REFUSED)
 async def submit_referral(submission: Submission, request: Request, caller: Caller) -> ReferralAccepted:
     """Accept one referral from the caller's agency; 202 once it is durably stored, with its id,
     platform and canonical URL."""
@@ -79,7 +70,7 @@ async def submit_referral(submission: Submission, request: Request, caller: Call
     return ReferralAccepted(**accepted.__dict__)
 
 
-@router.post("/referrals/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResult, **ADMITTED)
+@router.post("/referrals/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResult, **REFUSED)
 async def submit_batch(batch: BatchRequest, request: Request, caller: Caller) -> BatchResult:
     """Accept up to 1,000 referrals from the caller's agency; each item gets its own result, invalid
     ones their errors. An item naming another agency refuses the whole batch (403)."""

@@ -5,10 +5,11 @@ import contextlib
 import logging
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from services.intake import actions, api, handlers
-from services.intake.backpressure import Bound, Gauge, InboundValve, KafkaLag
+from services.intake.backpressure import Bound, Gauge, InboundValve, KafkaLag, Refused
 from services.intake.config import IntakeSettings
 from services.intake.db import OUTBOX, SCHEMA
 from services.intake.inbound import InboundPolicy
@@ -36,7 +37,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     relay = OutboxRelay(sessions, broker, OUTBOX, settings.outbox_batch, settings.outbox_idle_poll_s,
                         settings.redrive_after_s)
     gauge, lag = _gauge(settings, sessions)
-    service = IntakeService(sessions, on_commit=relay.wake, on_accepted=gauge.accepted)
+    service = IntakeService(sessions, on_commit=relay.wake, admission=gauge)
     inbound = handlers.register(broker, service, consumer_options(settings, topics.GROUP_INTAKE),
                                 policy=InboundPolicy.of(settings))
     gauge.listeners.append(InboundValve(inbound).apply)
@@ -70,11 +71,17 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app.include_router(api.operators)
 
     install_error_handlers(app, "storage unavailable, nothing was accepted; retry")
+    app.add_exception_handler(Refused, _too_many)
     limit_body(app, settings.max_body_bytes)
     add_health(app, "intake", engine)
     auth.secure(app, auth_setup.authenticator(settings, sessions))  # last: it checks every route
 
     return app
+
+
+async def _too_many(request: Request, exc: Refused) -> JSONResponse:
+    """429 with Retry-After: intake is at its bound of work not yet dispatched."""
+    return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
 
 
 def _gauge(settings: IntakeSettings, sessions) -> tuple[Gauge, KafkaLag]:

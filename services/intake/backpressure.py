@@ -5,7 +5,7 @@ the dispatcher has not confirmed (outbox rows, whether published or not) plus th
 on the platforms' lanes (the lag of the `takedown-dispatcher-<platform>` groups). The router's lag
 on referrals.submitted is read and logged, not added: those records are the outbox rows already
 counted. A Gauge measures it in the background every BACKPRESSURE_SAMPLE_S; the hot path reads the
-cached figure, plus what this process accepted since. At BACKPRESSURE_MAX_BACKLOG intake refuses
+cached figure, plus what this process has stored since or is storing now. At BACKPRESSURE_MAX_BACKLOG intake refuses
 (HTTP 429 with Retry-After; referrals.inbound paused) until the backlog is under
 BACKPRESSURE_RESUME_FRACTION of the bound.
 
@@ -15,11 +15,12 @@ makes intake refuse everything.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +38,14 @@ def dispatch_groups() -> dict[str, tuple[str, ...]]:
     """The dispatcher's router and lane groups, and the topics each reads."""
     return {topics.GROUP_DISPATCHER: (topics.REFERRALS_SUBMITTED,),
             **{topics.lane_group(p): (topics.lane(p),) for p in topics.PLATFORMS}}
+
+
+class Refused(Exception):
+    """Intake is at its bound: nothing was stored. The message says why, for the caller."""
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class LagSource(Protocol):
@@ -110,16 +119,38 @@ class Gauge:
         self.drain = DrainRate()
         self.listeners: list[Callable[[bool], None]] = []  # told the state after every sample and change
         self._since_sample = 0  # referrals this process accepted that the last sample may not have seen
+        self._in_flight = 0  # submissions admitted and not yet stored (or failed)
         self._refusing_since = 0.0
         self._unreadable: set[str] = set()
 
     @property
     def backlog(self) -> int:
-        return self.reading.backlog + self._since_sample
+        return self.reading.backlog + self._since_sample + self._in_flight
+
+    def admitting(self, count: int) -> contextlib.AbstractContextManager[None]:
+        """While count submissions are stored; they count from now, so concurrent requests see them.
+        Refused if intake is at its bound (a batch admitted under it may take it past by its size)."""
+        self._check()
+        if self.refusing:
+            raise Refused(self.refusal(), self.retry_after_s())
+        return self.carrying(count)
+
+    @contextlib.contextmanager
+    def carrying(self, count: int) -> Iterator[None]:
+        """While count submissions already read are stored (referrals.inbound's): never refused."""
+        self._in_flight += count
+        self._check()
+        try:
+            yield
+        finally:
+            self._in_flight -= count
+            self._check()
 
     def accepted(self, count: int) -> None:
-        """This process stored count new referrals (or actions): counted until a sample sees them."""
+        """count new referrals were stored (inside admitting or carrying): counted until a sample sees them."""
         self._since_sample += count
+
+    def _check(self) -> None:
         if not self.refusing and self.backlog >= self.bound.max_backlog:
             self._turn(True)
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 from aiokafka import TopicPartition
 
-from services.intake.backpressure import Bound, DrainRate, Gauge, InboundValve
+from services.intake.backpressure import Bound, DrainRate, Gauge, InboundValve, Refused
 from shared import topics
 from shared.lag import PartitionLag
 
@@ -89,22 +89,42 @@ async def test_once_refusing_it_accepts_again_only_under_the_resume_level_and_lo
     assert "intake accepts referrals again: 79 not yet dispatched" in changes[1][1]
 
 
-async def test_what_this_process_accepts_between_samples_counts_at_once_and_tells_the_listeners(gauge, parts):
+async def test_what_this_process_stores_between_samples_counts_at_once_and_tells_the_listeners(gauge, parts):
     outbox, _, _ = parts
     outbox.depth = 90
     told = []
     gauge.listeners.append(told.append)
     await gauge.sample()
 
-    gauge.accepted(9)
+    with gauge.carrying(9):  # records read from referrals.inbound, being stored
+        gauge.accepted(9)
     assert not gauge.refusing
-    gauge.accepted(1)
+    with gauge.carrying(1):
+        assert gauge.refusing  # from the moment they are being stored: the consumer pauses at once
+        gauge.accepted(1)
 
     assert gauge.refusing and gauge.backlog == 100
     assert told == [False, True]
     outbox.depth = 100  # the next sample sees them in the outbox: not counted twice
     await gauge.sample()
     assert gauge.backlog == 100 and told == [False, True, True]
+
+
+async def test_submissions_being_stored_count_for_concurrent_requests_and_past_the_bound_all_are_refused(gauge):
+    await gauge.sample()
+
+    with gauge.admitting(60), gauge.admitting(50):  # a batch admitted under the bound takes it past
+        assert gauge.backlog == 110 and gauge.refusing
+        with pytest.raises(Refused) as refused, gauge.admitting(1):
+            pass
+    assert refused.value.retry_after_s == 60
+    assert str(refused.value).startswith("intake is at its bound of work not yet dispatched (110 waiting")
+    assert gauge.backlog == 0  # none stored after all (failed): the next sample finds it so
+    await gauge.sample()
+    assert not gauge.refusing
+    with gauge.admitting(5):
+        gauge.accepted(5)  # stored
+    assert gauge.backlog == 5
 
 
 async def test_lag_that_cannot_be_read_counts_as_nothing_and_the_outbox_alone_still_bounds(gauge, parts, caplog):
