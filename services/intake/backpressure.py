@@ -145,6 +145,8 @@ class Gauge:
         finally:
             self._in_flight -= count
             self._check()
+            if self.refusing:
+                self._tell()  # a consumer started since the last sample (a rebalance) is paused now, not then
 
     def accepted(self, count: int) -> None:
         """count new referrals were stored (inside admitting or carrying): counted until a sample sees them."""
