@@ -109,7 +109,7 @@ class DrainRate:
 
 
 class Gauge:
-    """Whether intake refuses now. sample() in the background; refusing and accepted() on the hot path."""
+    """Whether intake refuses now: sample() in the background; refusing, admitting() and carrying() on the hot path."""
 
     def __init__(self, bound: Bound, outbox: Callable[[], Awaitable[int]], lag: LagSource,
                  timeout_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
