@@ -5,14 +5,14 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from shared import topics
+from shared.lag import LagReader, PartitionLag
 from shared.settings import BaseServiceSettings
 
 REPLAY_GROUP = "takedown-dlq-replay"  # how far `takedown dlq replay --all` got (services/dlq.py)
@@ -70,21 +70,6 @@ def _without_receipts(read: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(t for t in read if t != topics.RECEIPTS)  # read in a group of their own
 
 
-@dataclass(frozen=True)
-class PartitionLag:
-    group: str
-    topic: str
-    partition: int
-    committed: int | None  # None: the group has committed nothing here
-    start: int  # the oldest offset still in the log
-    end: int
-
-    @property
-    def lag(self) -> int:
-        """Records the group has still to read (with no commit it reads from the log's start)."""
-        return max(self.end - (self.start if self.committed is None else max(self.committed, self.start)), 0)
-
-
 def lag_lines(rows: list[PartitionLag]) -> list[str]:
     """A table, one row a partition and a total a group."""
     lines = [f"{'GROUP':34} {'TOPIC':26} {'PART':>4} {'COMMITTED':>10} {'END':>10} {'LAG':>8}"]
@@ -99,27 +84,8 @@ def lag_lines(rows: list[PartitionLag]) -> list[str]:
 async def measure_lag(bootstrap: str, groups: dict[str, tuple[str, ...]] | None = None) -> list[PartitionLag]:
     """Committed against end offsets for every partition each group reads (topics not created yet
     are left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        await admin.start()
-        await consumer.start()
-        layout = await topic_layout(consumer)
-        rows = []
-        for group, read in (groups or our_groups()).items():
-            tps = [tp for t in read for tp in layout.get(t, [])]
-            if not tps:
-                continue
-            # Partitions named: Tansu cannot answer "all of the group's offsets".
-            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-            starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
-            for tp in tps:
-                offset = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
-                rows.append(PartitionLag(group, tp.topic, tp.partition, offset, starts[tp], ends[tp]))
-        return rows
-    finally:
-        await consumer.stop()
-        await admin.close()
+    async with LagReader(bootstrap, fetch_wait_ms=50) as reader:
+        return await reader.read(groups or our_groups(), wait_s=5)
 
 
 def lag(

@@ -129,3 +129,9 @@ class Outbox:
                        func.count().filter(inner.c.published_at.is_(None)).label("unsent"))
                 .group_by(inner.c.topic, inner.c.reader).order_by(inner.c.topic, inner.c.reader))
         return list(await session.execute(stmt))
+
+    async def unconfirmed_by(self, session: AsyncSession, reader: str, limit: int) -> int:
+        """How many events `reader` has not confirmed yet, counted up to limit (a bounded scan)."""
+        t = self.table
+        some = select(t.c.id).where(t.c.awaiting.any_() == reader).limit(limit).subquery()
+        return (await session.execute(select(func.count()).select_from(some))).scalar_one()

@@ -56,7 +56,12 @@ def _service(request: Request) -> IntakeService:
     return request.app.state.intake
 
 
-@router.post("/referrals", status_code=status.HTTP_202_ACCEPTED, response_model=ReferralAccepted)
+# Answered by app.py's handler of Refused (services/intake/backpressure.py), raised before anything is stored.
+REFUSED = {"responses": {429: {"description": "Intake is at its bound of work not yet dispatched: nothing was "
+                                              "accepted (a batch is refused whole); retry after Retry-After seconds."}}}
+
+
+@router.post("/referrals", status_code=status.HTTP_202_ACCEPTED, response_model=ReferralAccepted, **REFUSED)
 async def submit_referral(submission: Submission, request: Request, caller: Caller) -> ReferralAccepted:
     """Accept one referral from the caller's agency; 202 once it is durably stored, with its id,
     platform and canonical URL."""
@@ -65,7 +70,7 @@ async def submit_referral(submission: Submission, request: Request, caller: Call
     return ReferralAccepted(**accepted.__dict__)
 
 
-@router.post("/referrals/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResult)
+@router.post("/referrals/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchResult, **REFUSED)
 async def submit_batch(batch: BatchRequest, request: Request, caller: Caller) -> BatchResult:
     """Accept up to 1,000 referrals from the caller's agency; each item gets its own result, invalid
     ones their errors. An item naming another agency refuses the whole batch (403)."""

@@ -17,3 +17,11 @@ class IntakeSettings(OutboxSettings):
     inbound_replay_window_s: float = Field(
         86_400.0, ge=3600, description="How long the webhook-ids of accepted records are remembered, from when they "
         "were signed, to refuse replays; keep it longer than any backlog on referrals.inbound.")
+    backpressure_max_backlog: int = Field(
+        1000, ge=1, description="Work accepted and not yet dispatched (intake's events the dispatcher has not routed, "
+        "plus reports waiting on the platforms' lanes) at which intake answers 429 and pauses referrals.inbound. "
+        "Size it as what the dispatcher delivers in about half REDRIVE_AFTER_S (docs/operations.md, Backpressure).")
+    backpressure_resume_fraction: float = Field(
+        0.8, gt=0, le=1, description="Once refusing, intake accepts again when the backlog is under this fraction of "
+        "the bound.")
+    backpressure_sample_s: float = Field(1.0, gt=0, le=10, description="How often intake measures the backlog.")

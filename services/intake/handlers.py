@@ -5,7 +5,8 @@ The batch's signed submissions are stored in one transaction with their webhook-
 offsets are committed only after that commit. A record that is unsigned, badly signed, stale, not
 a submission or for another agency is dead-lettered at once; a replayed webhook-id once the batch
 is stored. Should the batch fail for a reason other than an outage, its submissions are stored one
-by one, so one bad submission cannot take the others to the dead letters.
+by one, so one bad submission cannot take the others to the dead letters. While intake refuses
+new work (services/intake/backpressure.py) the subscriber's partitions are paused, not read on.
 """
 
 import logging
@@ -30,8 +31,9 @@ DeadLetter = Callable[..., Awaitable[None]]  # (raw record, its headers, reason,
 
 
 def register(broker: KafkaBroker, service: IntakeService, options: dict, batch_size: int = 1000,
-             policy: InboundPolicy | None = None) -> None:
-    """Subscribe to referrals.inbound; commit a batch only once it is stored or dead-lettered."""
+             policy: InboundPolicy | None = None):
+    """Subscribe to referrals.inbound; commit a batch only once it is stored or dead-lettered.
+    Returns the subscriber (its consumer is paused under backpressure)."""
     policy = policy or InboundPolicy()
     secrets = ActiveSecrets(service.sessions, policy.secrets_cache_s)
     forget_at = time.monotonic() + policy.forget_every_s
@@ -39,8 +41,10 @@ def register(broker: KafkaBroker, service: IntakeService, options: dict, batch_s
     async def dead_letter(raw, headers: dict, reason: str, attempts: int = 1) -> None:
         await dead_letter_record(broker, topics.REFERRALS_INBOUND_DLQ, raw, headers, reason, attempts)
 
-    @broker.subscriber(topics.REFERRALS_INBOUND, **options, batch=True, max_records=batch_size,
-                       description="Agency submissions as JSON objects, signed (docs/kafka-submissions.md).")
+    subscriber = broker.subscriber(topics.REFERRALS_INBOUND, **options, batch=True, max_records=batch_size,
+                                   description="Agency submissions as JSON objects, signed (docs/kafka-submissions.md).")
+
+    @subscriber
     async def on_inbound(msg: KafkaMessage) -> None:
         nonlocal forget_at
         batch = list(zip(msg.raw_message, msg.batch_headers, strict=True))
@@ -63,6 +67,8 @@ def register(broker: KafkaBroker, service: IntakeService, options: dict, batch_s
         if time.monotonic() >= forget_at:
             forget_at = time.monotonic() + policy.forget_every_s
             await _forget(service, policy.replay_window_s)
+
+    return subscriber
 
 
 async def _secrets_of(secrets: ActiveSecrets, headers: list[dict]) -> dict[str, list[str]]:

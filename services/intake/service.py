@@ -1,7 +1,10 @@
 """Intake's service layer: turn valid submissions into durable referrals and events."""
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -16,23 +19,54 @@ SOURCE = "/takedown/intake"
 FORGET_CHUNK = 10_000  # ids deleted per transaction: no long lock on a big table
 
 
+class Admission(Protocol):
+    """What intake may take on (services/intake/backpressure.py's Gauge)."""
+
+    def admitting(self, count: int) -> AbstractContextManager[None]:
+        """While count submissions are stored; raises Refused, storing nothing, past the bound."""
+
+    def carrying(self, count: int) -> AbstractContextManager[None]:
+        """While count submissions already read are stored: never refused."""
+
+    def accepted(self, count: int) -> None:
+        """count new referrals were stored (called inside admitting or carrying)."""
+
+
+class Unbounded:
+    """Admits everything."""
+
+    def admitting(self, count: int) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def carrying(self, count: int) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def accepted(self, count: int) -> None:
+        pass
+
+
 class IntakeService:
     """Accepts submissions: one transaction stores each referral and its outbox event."""
 
-    def __init__(self, sessions: async_sessionmaker, on_commit: Callable[[], None]):
-        self.sessions, self.on_commit = sessions, on_commit
+    def __init__(self, sessions: async_sessionmaker, on_commit: Callable[[], None],
+                 admission: Admission | None = None):
+        self.sessions, self.on_commit, self.admission = sessions, on_commit, admission or Unbounded()
 
     async def submit(self, submissions: list[tuple[Submission, Principal]], via: str) -> list[db.Accepted]:
         """Store submissions, each made by an authenticated agency principal, durably (new ones get
-        referral.submitted queued, recorded under that principal); keep their order."""
-        return await self._store(_events(submissions, via), None)  # type: ignore[return-value]
+        referral.submitted queued, recorded under that principal); keep their order. Past the
+        backlog bound all are refused (Refused), none stored."""
+        with self.admission.admitting(len(submissions)):
+            return await self._store(_events(submissions, via), None)  # type: ignore[return-value]
 
     async def submit_signed(self, submissions: list[tuple[Submission, Principal]],
                             ids: list[db.WebhookId]) -> list[db.Accepted | db.Position]:
         """submit() for signed records on referrals.inbound, remembering each record's webhook-id in
         the same transaction. A record whose id was accepted from another position is a replay: not
-        stored, its answer is that position."""
-        return await self._store(_events(submissions, "kafka"), ids)
+        stored, its answer is that position. Never refused: the records are read already (under
+        backpressure the consumer is paused instead)."""
+        with self.admission.carrying(len(submissions)):
+            return await self._store(_events(submissions, "kafka"), ids)
 
     async def forget_webhook_ids(self, window_s: float, chunk: int = FORGET_CHUNK) -> int:
         """Forget the ids of records signed longer than window_s ago, a chunk per transaction; how many."""
@@ -50,10 +84,12 @@ class IntakeService:
         async with self.sessions() as session, session.begin():
             replays = await db.claim_webhook_ids(session, ids) if ids is not None else [None] * len(events)
             fresh = [event for event, replay in zip(events, replays, strict=True) if replay is None]
-            accepted = iter(await db.accept(session, fresh) if fresh else [])
+            stored = await db.accept(session, fresh) if fresh else []
             crash_point("intake.before_commit")
         crash_point("intake.after_commit")  # stored; not yet answered, nor its Kafka offset committed
         self.on_commit()
+        self.admission.accepted(sum(not a.duplicate for a in stored))
+        accepted = iter(stored)
         return [next(accepted) if replay is None else replay for replay in replays]
 
 
