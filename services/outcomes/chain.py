@@ -63,6 +63,7 @@ def _utc(moment: datetime) -> str:
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_string = json.encoder.encode_basestring  # a str as _ENCODER writes it (ensure_ascii=False)
 _AS_IS = frozenset({str, int, bool, type(None)})
 
 
@@ -104,18 +105,37 @@ def data_json(data: Mapping[str, Any]) -> str:
     return _ENCODER.encode(_plain(data))
 
 
-# The document's keys, sorted, put "data" between these two groups: a row's canonical JSON is the
-# JSON of each group with the data's own JSON written between them.
-_BEFORE_DATA, _AFTER_DATA = [tuple(f for f in FIELDS if f != "data" and (f < "data") == before) for before in (1, 0)]
-assert _BEFORE_DATA and _AFTER_DATA and all(f < "data" for f in OPTIONAL)
+# canonical() of a row, written key by key in sorted order (its data's JSON given): what the
+# encoder would write for each value, without building the document and encoding it again.
+_KEYS = [(field, _string(field) + ":") for field in sorted((*FIELDS, *OPTIONAL))]
 
 
 def canonical_with_data(event_row: Mapping[str, Any], data: str) -> bytes:
     """canonical(event_row), given data_json(event_row["data"]): the data is not encoded a second time."""
-    before = {field: _plain(event_row[field]) for field in _BEFORE_DATA}
-    before.update({field: event_row[field] for field in OPTIONAL if event_row.get(field) is not None})
-    after = {field: _plain(event_row[field]) for field in _AFTER_DATA}
-    return f'{_ENCODER.encode(before)[:-1]},"data":{data},{_ENCODER.encode(after)[1:]}'.encode("utf-8")
+    parts = []
+    for field, key in _KEYS:
+        if field == "data":
+            parts.append(key + data)
+        elif field in OPTIONAL:
+            if (value := event_row.get(field)) is not None:  # hashed as given, as canonical() does
+                parts.append(key + (_string(value) if type(value) is str else _ENCODER.encode(value)))
+        else:
+            parts.append(key + _json(event_row[field]))
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+
+def _json(value: Any) -> str:
+    """_ENCODER.encode(_plain(value)), the common types first, by exact type."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is UUID:
+        return f'"{value}"'  # hex digits and hyphens: nothing to escape
+    if kind is datetime:
+        return f'"{_utc(value)}"'
+    if kind is int:
+        return int.__repr__(value)
+    return _ENCODER.encode(_plain(value))
 
 
 def link(prev_hash: bytes, position: int, canonical: bytes) -> bytes:

@@ -93,11 +93,13 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_
 
 @settings(max_examples=300, deadline=None)
 @given(actor=st.text(min_size=1), source=st.text(min_size=1), credential=st.none() | st.text(),
+       event_id=st.uuids() | st.text(), version=st.integers() | st.booleans(),
        data=st.dictionaries(st.text(), JSON, max_size=5), offset_minutes=st.integers(-23 * 60, 23 * 60))
-def test_the_canonical_form_written_around_the_datas_own_json_is_the_canonical_form(actor, source, credential, data,
-                                                                                   offset_minutes):
+def test_the_canonical_form_written_around_the_datas_own_json_is_the_canonical_form(actor, source, credential, event_id,
+                                                                                   version, data, offset_minutes):
     moment = datetime(2025, 3, 1, 9, 0, 0, 17, tzinfo=timezone(timedelta(minutes=offset_minutes)))
-    row = event(3, actor=actor, source=source, credential=credential, data=data, occurred_at=moment)
+    row = event(3, actor=actor, source=source, credential=credential, event_id=event_id, schema_version=version,
+                data=data, occurred_at=moment)
 
     assert canonical_with_data(row, data_json(row["data"])) == canonical(row)
 
