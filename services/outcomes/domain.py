@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.events import Event
+from shared.events import EVENT_TYPES, Event
 
 
 class Status(StrEnum):
@@ -38,6 +38,7 @@ class Status(StrEnum):
 
 
 S = Status
+_STATUS = {status.value: status for status in Status}
 # The status each event type moves a referral to; None: it records facts only.
 TARGET: dict[str, Status | None] = {
     "referral.submitted": S.submitted, "referral.dispatch_failed": S.dispatch_failed,
@@ -51,6 +52,7 @@ TARGET: dict[str, Status | None] = {
 }
 ORDER = list(TARGET)  # ties in time are broken in this order: causes before effects
 RANK = {event_type: rank for rank, event_type in enumerate(ORDER)}
+WITH_PLATFORM = frozenset(t for t, model in EVENT_TYPES.items() if "platform" in model.model_fields)
 AWAITING_PLATFORM = {S.dispatched, S.acknowledged, S.information_requested, S.escalated, S.appealed}
 # Platform answers may carry clocks a little behind ours, so they may seem to come before the
 # dispatch: that is allowed from submitted and dispatch_failed, not flagged.
@@ -131,7 +133,7 @@ def _apply(state: dict[str, Any], event: Event) -> None:
         at = at.astimezone(UTC)
     state["referral_id"] = event.referral_id
     state.update(last_event_at=at, last_event_id=event.id, last_event_type=event.type)
-    target, current = TARGET[event.type], Status(state["status"]) if state["status"] else None
+    target, current = TARGET[event.type], _STATUS[state["status"]] if state["status"] else None
     if _facts_only(event, current, state):
         _record_facts(state, event, at)
         return
@@ -205,5 +207,5 @@ def _record_facts(state: dict[str, Any], event: Event, at: datetime) -> None:
             state.update(reachable=True)
         case "referral.closed":
             state.update(closed_at=at)
-    if "platform" in type(data).model_fields and state["platform"] is None:
+    if event.type in WITH_PLATFORM and state["platform"] is None:
         state["platform"] = data.platform.value
