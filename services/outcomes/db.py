@@ -41,9 +41,11 @@ referrals = Table(
 STATE_COLUMNS = (*TEXT_COLUMNS, *TIME_COLUMNS, "overdue", "dispatches", "reachable", "transitions", "anomalies")
 JSON_COLUMNS = ("transitions", "anomalies")
 SAVED = (*STATE_COLUMNS, *CURSOR)
+# JSON columns sent as text they are cast from: no encoder called in Python for every element.
 UPSERT_STATES = insert_arrays(referrals, ("referral_id", *SAVED),
                               "ON CONFLICT (referral_id) DO UPDATE SET "
-                              + ", ".join(f"{c} = EXCLUDED.{c}" for c in SAVED))
+                              + ", ".join(f"{c} = EXCLUDED.{c}" for c in SAVED),
+                              sent_as={c: ("TEXT", f"CAST({c} AS JSONB)") for c in JSON_COLUMNS})
 LOAD_STATES = select(referrals.c.referral_id, *(referrals.c[c] for c in SAVED)).where(
     referrals.c.referral_id == any_(bindparam("ids", type_=ARRAY(PgUUID(as_uuid=True)))))
 HISTORY = text(f"SELECT event_id, referral_id, event_type, occurred_at, actor, source, CAST(data AS TEXT) AS data "
