@@ -48,9 +48,10 @@ audit_head = Table(
 HEAD_ID = 1
 CHAINED = ("position", "event_id", "referral_id", "event_type", "occurred_at", "actor", "credential", "source",
            "schema_version", "data", "prev_hash", "hash")  # every column but recorded_at, which the database sets
-# data is stored as the canonical document's "data": the very JSON that was hashed, not a second
-# serialisation of it (the database extracts it; Python writes no other JSON for the row).
-INSERT_CHAINED = insert_arrays(audit_events, CHAINED, sent_as={"data": ("TEXT", "CAST(data AS JSONB) -> 'data'")})
+LINKS = ("position", "prev_hash", "hash")
+# data is sent as the canonical JSON of the event's data: the very text that was hashed (within
+# the row's), written once; the database parses it into the JSONB column.
+INSERT_CHAINED = insert_arrays(audit_events, CHAINED, sent_as={"data": ("TEXT", "CAST(data AS JSONB)")})
 RECORDED = text(f"SELECT event_id FROM {SCHEMA}.audit_events WHERE event_id = ANY(CAST(:ids AS UUID[]))")
 
 
@@ -94,13 +95,17 @@ async def append(session: AsyncSession, events: list[Event]) -> list[Event]:
     new = [event for event in batch if event.id not in recorded]
     if not new:
         return []
-    rows = chain.extend((locked.position, bytes(locked.hash)), (event_row(event) for event in new),
-                        with_canonical=True)
+    rows = [event_row(event) for event in new]
+    data = [chain.data_json(row["data"]) for row in rows]  # each event's data serialised once, then reused
+    bodies = [chain.canonical_with_data(row, text) for row, text in zip(rows, data, strict=True)]
+    positions, prev_hashes, hashes = map(list, zip(*chain.links((locked.position, bytes(locked.hash)), bodies),
+                                                   strict=True))
     # One statement for the batch, each column an array: no per-row work in SQLAlchemy.
-    values = {column: [row[column] for row in rows] for column in CHAINED if column != "data"}
-    await session.execute(INSERT_CHAINED, {**values, "data": [row["canonical"].decode() for row in rows]})
+    values = {column: [row[column] for row in rows] for column in CHAINED if column not in ("data", *LINKS)}
+    await session.execute(INSERT_CHAINED, {**values, "position": positions, "prev_hash": prev_hashes, "hash": hashes,
+                                           "data": data})
     await session.execute(update(audit_head).where(audit_head.c.id == HEAD_ID)
-                          .values(position=rows[-1]["position"], hash=rows[-1]["hash"]))
+                          .values(position=positions[-1], hash=hashes[-1]))
     return new
 
 

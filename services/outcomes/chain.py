@@ -10,7 +10,7 @@ the head row while the owner leaves it alone) shows that history was rewritten.
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,12 +54,16 @@ class Finding:
 
 
 def _utc(moment: datetime) -> str:
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    offset = moment.utcoffset()
+    if offset is None:
         raise ValueError(f"naive datetime {moment!r} in an audit row")
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if offset:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"  # YYYY-MM-DDTHH:MM:SS.ffffff, then Z for UTC
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_string = json.encoder.encode_basestring  # a str as _ENCODER writes it (ensure_ascii=False)
 _AS_IS = frozenset({str, int, bool, type(None)})
 
 
@@ -96,23 +100,67 @@ def canonical(event_row: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(document).encode("utf-8")
 
 
+def data_json(data: Mapping[str, Any]) -> str:
+    """The canonical JSON of a row's data, as canonical() writes it inside the row's."""
+    return _ENCODER.encode(_plain(data))
+
+
+# canonical() of a row, written key by key in sorted order (its data's JSON given): what the
+# encoder would write for each value, without building the document and encoding it again.
+_KEYS = [(field, _string(field) + ":") for field in sorted((*FIELDS, *OPTIONAL))]
+
+
+def canonical_with_data(event_row: Mapping[str, Any], data: str) -> bytes:
+    """canonical(event_row), given data_json(event_row["data"]): the data is not encoded a second time."""
+    parts = []
+    for field, key in _KEYS:
+        if field == "data":
+            parts.append(key + data)
+        elif field in OPTIONAL:
+            if (value := event_row.get(field)) is not None:  # hashed as given, as canonical() does
+                parts.append(key + (_string(value) if type(value) is str else _ENCODER.encode(value)))
+        else:
+            parts.append(key + _json(event_row[field]))
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
+
+
+def _json(value: Any) -> str:
+    """_ENCODER.encode(_plain(value)), the common types first, by exact type."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is UUID:
+        return f'"{value}"'  # hex digits and hyphens: nothing to escape
+    if kind is datetime:
+        return f'"{_utc(value)}"'
+    if kind is int:
+        return int.__repr__(value)
+    return _ENCODER.encode(_plain(value))
+
+
 def link(prev_hash: bytes, position: int, canonical: bytes) -> bytes:
     """sha256(prev_hash || position as 8-byte big-endian || canonical)."""
     return hashlib.sha256(prev_hash + position.to_bytes(8, "big") + canonical).digest()
 
 
+def links(head: tuple[int, bytes], bodies: Iterable[bytes]) -> Iterator[tuple[int, bytes, bytes]]:
+    """(position, prev_hash, hash) of each canonical body, numbered and linked after head (position, hash)."""
+    position, prev_hash = head
+    for body in bodies:
+        position += 1
+        row_hash = link(prev_hash, position, body)
+        yield position, prev_hash, row_hash
+        prev_hash = row_hash
+
+
 def extend(head: tuple[int, bytes], rows: Iterable[Mapping[str, Any]], with_canonical: bool = False) -> list[dict]:
     """Rows numbered and linked after head (position, hash): each gets position, prev_hash and hash
     (and with_canonical, "canonical": the bytes that were hashed)."""
-    linked, (position, prev_hash) = [], head
-    for row in rows:
-        position += 1
-        body = canonical(row)
-        row_hash = link(prev_hash, position, body)
-        linked.append({**row, "position": position, "prev_hash": prev_hash, "hash": row_hash,
-                       **({"canonical": body} if with_canonical else {})})
-        prev_hash = row_hash
-    return linked
+    rows = list(rows)
+    bodies = [canonical(row) for row in rows]
+    return [{**row, "position": position, "prev_hash": prev_hash, "hash": row_hash,
+             **({"canonical": body} if with_canonical else {})}
+            for row, body, (position, prev_hash, row_hash) in zip(rows, bodies, links(head, bodies), strict=True)]
 
 
 class Verifier:

@@ -4,12 +4,14 @@ import json
 from collections.abc import Mapping
 from uuid import UUID
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, func, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (Boolean, Column, DateTime, Integer, MetaData, String, Table, any_, bindparam, func,
+                        select, text)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outcomes.audit import audit_events
+from services.outcomes.domain import CURSOR
 from shared.db import insert_arrays
 from shared.events import EVENT_TYPES, Event
 
@@ -31,21 +33,37 @@ referrals = Table(
     Column("transitions", JSONB, nullable=False),
     Column("anomalies", JSONB, nullable=False),
     Column("first_recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Migration 0006: the last event folded into the state (with last_event_at); null on rows
+    # folded before, which are projected from their history again at their next event.
+    Column("last_event_id", PgUUID(as_uuid=True)),
+    Column("last_event_type", String(64)),
 )
 STATE_COLUMNS = (*TEXT_COLUMNS, *TIME_COLUMNS, "overdue", "dispatches", "reachable", "transitions", "anomalies")
 JSON_COLUMNS = ("transitions", "anomalies")
-UPSERT_STATES = insert_arrays(referrals, ("referral_id", *STATE_COLUMNS),
+SAVED = (*STATE_COLUMNS, *CURSOR)
+# JSON columns sent as text they are cast from: no encoder called in Python for every element.
+UPSERT_STATES = insert_arrays(referrals, ("referral_id", *SAVED),
                               "ON CONFLICT (referral_id) DO UPDATE SET "
-                              + ", ".join(f"{c} = EXCLUDED.{c}" for c in STATE_COLUMNS))
+                              + ", ".join(f"{c} = EXCLUDED.{c}" for c in SAVED),
+                              sent_as={c: ("TEXT", f"CAST({c} AS JSONB)") for c in JSON_COLUMNS})
+LOAD_STATES = select(referrals.c.referral_id, *(referrals.c[c] for c in SAVED)).where(
+    referrals.c.referral_id == any_(bindparam("ids", type_=ARRAY(PgUUID(as_uuid=True)))))
 HISTORY = text(f"SELECT event_id, referral_id, event_type, occurred_at, actor, source, CAST(data AS TEXT) AS data "
                f"FROM {audit_events.fullname} WHERE referral_id = ANY(CAST(:ids AS UUID[]))")
 
 
+async def load_states(session: AsyncSession, referral_ids: list[UUID]) -> dict[UUID, dict]:
+    """The stored states of these referrals (with the last event folded into each), by referral;
+    referrals with no state yet are left out."""
+    rows = await session.execute(LOAD_STATES, {"ids": referral_ids})
+    return {row[0]: dict(zip(SAVED, row[1:], strict=True)) for row in rows}
+
+
 async def save_states(session: AsyncSession, states: dict[UUID, dict]) -> None:
-    """Write referrals' projected states in one statement, creating rows the first time."""
+    """Write referrals' states (and the last event folded into each) in one statement, creating rows the first time."""
     if not states:
         return
-    values = {c: [state.get(c) for state in states.values()] for c in STATE_COLUMNS}
+    values = {c: [state.get(c) for state in states.values()] for c in SAVED}
     for c in JSON_COLUMNS:
         values[c] = [json.dumps(v) for v in values[c]]
     await session.execute(UPSERT_STATES, {"referral_id": list(states), **values})
@@ -53,17 +71,14 @@ async def save_states(session: AsyncSession, states: dict[UUID, dict]) -> None:
 
 async def history_events(session: AsyncSession, referral_ids: list[UUID],
                          known: Mapping[UUID, Event] | None = None) -> dict[UUID, list[Event]]:
-    """Every recorded event of these referrals, as events again, by referral, with the time as recorded.
+    """Every recorded event of these referrals, as events again, by referral.
 
     Events in known (by id), such as the ones this transaction just appended, are not parsed again.
     """
     known = known or {}
     found: dict[UUID, list[Event]] = {rid: [] for rid in referral_ids}
     for row in await session.execute(HISTORY, {"ids": referral_ids}):
-        if (event := known.get(row.event_id)) is not None:
-            if event.time.utcoffset():  # same moment; given in UTC, as recorded, for the projection
-                event = event.model_copy(update={"time": row.occurred_at})
-        else:  # validated when it was recorded: rebuilt without validating the envelope again
+        if (event := known.get(row.event_id)) is None:  # validated when it was recorded: the envelope is not again
             event = Event.model_construct(id=row.event_id, source=row.source, actor=row.actor, time=row.occurred_at,
                                           data=EVENT_TYPES[row.event_type].model_validate_json(row.data))
         found[row.referral_id].append(event)

@@ -1,7 +1,9 @@
 """Outcomes' domain: a referral's state as a projection of its events. No I/O.
 
 Events are folded in the order they happened (time, then a fixed rank of event types, then
-event id), never in the order they arrived, so any arrival order gives the same state. An event
+event id), never in the order they arrived, so any arrival order gives the same state. A state
+keeps the last event folded into it (last_event_at, _id, _type): events that all come after it
+are folded onto it as they arrive; one that comes before it needs the whole history again. An event
 that is not a legal move from the status at that moment leaves the status alone and is listed
 as an anomaly; nothing stops. See docs/lifecycle.md.
 
@@ -11,10 +13,12 @@ decision still moves the referral to decided. Until then the platform's other an
 and the status stays: nothing more is chased for content that is gone.
 """
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.events import Event
+from shared.events import EVENT_TYPES, Event
 
 
 class Status(StrEnum):
@@ -34,6 +38,7 @@ class Status(StrEnum):
 
 
 S = Status
+_STATUS = {status.value: status for status in Status}
 # The status each event type moves a referral to; None: it records facts only.
 TARGET: dict[str, Status | None] = {
     "referral.submitted": S.submitted, "referral.dispatch_failed": S.dispatch_failed,
@@ -46,6 +51,8 @@ TARGET: dict[str, Status | None] = {
     "referral.information_forwarded": None, "referral.information_forward_failed": None,
 }
 ORDER = list(TARGET)  # ties in time are broken in this order: causes before effects
+RANK = {event_type: rank for rank, event_type in enumerate(ORDER)}
+WITH_PLATFORM = frozenset(t for t, model in EVENT_TYPES.items() if "platform" in model.model_fields)
 AWAITING_PLATFORM = {S.dispatched, S.acknowledged, S.information_requested, S.escalated, S.appealed}
 # Platform answers may carry clocks a little behind ours, so they may seem to come before the
 # dispatch: that is allowed from submitted and dispatch_failed, not flagged.
@@ -78,39 +85,69 @@ FIELDS = ("agency", "platform", "category", "url", "canonical_url", "priority", 
           "outcome", "reason", "ticket_id", "failure_reason", "submitted_at", "dispatched_at", "acknowledged_at",
           "information_requested_at", "decided_at", "closed_at", "last_event_at", "overdue", "deadline",
           "dispatches", "reachable", "transitions", "anomalies")
+CURSOR = ("last_event_id", "last_event_type")  # with last_event_at: the last event folded in
 
 
 def order_key(event: Event) -> tuple:
-    return event.time, ORDER.index(event.type), str(event.id)
+    # The id as a number orders as its text does (fixed-width hex), without making the text.
+    return event.time, RANK[event.type], event.id.int
 
 
-def project(events: list[Event]) -> dict[str, Any]:
-    """The state of one referral after all its events, folded in the order they happened."""
-    state: dict[str, Any] = {f: None for f in FIELDS}
+def initial() -> dict[str, Any]:
+    """The state of a referral before any event."""
+    state: dict[str, Any] = {f: None for f in (*FIELDS, *CURSOR)}
     state.update(overdue=False, dispatches=0, transitions=[], anomalies=[])
+    return state
+
+
+def project(events: Iterable[Event]) -> dict[str, Any]:
+    """The state of one referral after all its events, folded in the order they happened."""
+    return fold(initial(), events)
+
+
+def fold(state: dict[str, Any], events: Iterable[Event]) -> dict[str, Any]:
+    """state (changed in place) with events folded in, in the order they happened.
+
+    The same as project(all events) only when every event comes after the state's last one
+    (see folds_onto); otherwise project the whole history.
+    """
     for event in sorted(events, key=order_key):
         _apply(state, event)
     return state
 
 
+def folds_onto(state: dict[str, Any], events: Iterable[Event]) -> bool:
+    """Whether every event comes after the last one folded into state, so fold gives project(all)."""
+    if state["last_event_at"] is None:
+        return True  # nothing folded in yet
+    rank = RANK.get(state["last_event_type"])
+    if state["last_event_id"] is None or rank is None:
+        return False  # folded before the state kept its last event: project the history again
+    last = (state["last_event_at"], rank, state["last_event_id"].int)
+    return all(order_key(event) > last for event in events)
+
+
 def _apply(state: dict[str, Any], event: Event) -> None:
+    at = event.time
+    if at.utcoffset():  # the same moment, in UTC: transitions read alike whatever offset it came in
+        at = at.astimezone(UTC)
     state["referral_id"] = event.referral_id
-    state["last_event_at"] = event.time
-    target, current = TARGET[event.type], Status(state["status"]) if state["status"] else None
+    state.update(last_event_at=at, last_event_id=event.id, last_event_type=event.type)
+    target, current = TARGET[event.type], _STATUS[state["status"]] if state["status"] else None
     if _facts_only(event, current, state):
-        _record_facts(state, event)
+        _record_facts(state, event, at)
         return
     if target is not None:
         why = _refusal(current, target, state)
         if why:
-            state["anomalies"].append({"at": event.time.isoformat(), "event_type": event.type,
+            state["anomalies"].append({"at": at.isoformat(), "event_type": event.type,
                                        "event_id": str(event.id), "status": state["status"], "why": why})
             if current is not None:
                 return
-        state["transitions"].append({"from": state["status"], "to": target.value, "at": event.time.isoformat(),
+        state["transitions"].append({"from": state["status"], "to": target.value, "at": at.isoformat(),
                                      "event_type": event.type, "event_id": str(event.id)})
         state["status"] = target.value
-    _record_facts(state, event)
+    _record_facts(state, event, at)
 
 
 def _facts_only(event: Event, current: Status | None, state: dict[str, Any]) -> bool:
@@ -138,8 +175,8 @@ def _refusal(current: Status | None, target: Status, state: dict[str, Any]) -> s
     return None
 
 
-def _record_facts(state: dict[str, Any], event: Event) -> None:
-    data, at = event.data, event.time
+def _record_facts(state: dict[str, Any], event: Event, at: datetime) -> None:
+    data = event.data
     match event.type:
         case "referral.submitted":
             state.update(agency=data.agency, platform=data.platform.value, category=data.category.value,
@@ -170,5 +207,5 @@ def _record_facts(state: dict[str, Any], event: Event) -> None:
             state.update(reachable=True)
         case "referral.closed":
             state.update(closed_at=at)
-    if "platform" in type(data).model_fields and state["platform"] is None:
+    if event.type in WITH_PLATFORM and state["platform"] is None:
         state["platform"] = data.platform.value

@@ -1,5 +1,6 @@
 """OutcomesService.record on a real Postgres: what a batch stores is what the trail says later."""
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,10 +10,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from services.outcomes import db
-from services.outcomes.domain import project
+from services.outcomes.domain import CURSOR, project
 from services.outcomes.service import OutcomesService
 from shared.db import migrate
-from shared.events import Event, Outcome, Platform, ReferralDispatched, TakedownDecided
+from shared.events import (ContentStillDown, Event, Outcome, Platform, ReferralClosed, ReferralDispatched,
+                           ReferralOverdue, TakedownAcknowledged, TakedownDecided)
 from tests.fakes import referral
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "outcomes" / "migrations"
@@ -41,10 +43,22 @@ def lifecycle(minutes_apart: int = 1) -> list[Event]:
                                        outcome=Outcome.removed))]
 
 
+def longer_lifecycle(minutes_apart: int = 1) -> list[Event]:
+    """lifecycle() and then more: an acknowledgement, a deadline missed, checks, the close; two events at one moment."""
+    submitted, dispatched, decided = lifecycle(minutes_apart)
+    rid, at = submitted.referral_id, decided.time
+    more = [(TakedownAcknowledged(referral_id=rid, platform=Platform.facebook, ticket_id="T-1"), dispatched.time),
+            (ReferralOverdue(referral_id=rid, deadline=at), at),
+            (ContentStillDown(referral_id=rid, url="https://fb.com/g", checked_at=at), at + timedelta(hours=1)),
+            (ReferralClosed(referral_id=rid), at + timedelta(days=1))]
+    return [submitted, dispatched, decided,
+            *(Event(source="/takedown/outcomes", actor="service:outcomes", time=t, data=d) for d, t in more)]
+
+
 async def stored_state(sessions, event: Event) -> dict:
     async with sessions() as session:
         row = await db.get_referral(session, event.referral_id)
-    return {column: row[column] for column in db.STATE_COLUMNS}
+    return {column: row[column] for column in (*db.STATE_COLUMNS, *CURSOR)}
 
 
 async def trail_state(sessions, event: Event) -> dict:
@@ -52,7 +66,7 @@ async def trail_state(sessions, event: Event) -> dict:
     async with sessions() as session:
         history = await db.history_events(session, [event.referral_id])
     state = project(history[event.referral_id])
-    return {column: state[column] for column in db.STATE_COLUMNS}
+    return {column: state[column] for column in (*db.STATE_COLUMNS, *CURSOR)}
 
 
 async def test_the_state_a_batch_stores_is_the_one_its_trail_projects_whatever_the_offsets_of_its_times(sessions):
@@ -79,11 +93,45 @@ async def test_events_recorded_in_one_batch_or_one_by_one_leave_the_same_state(s
         await service.record([event])
 
     one, other = await stored_state(sessions, together[0]), await stored_state(sessions, apart[0])
+    assert (one.pop("last_event_id"), other.pop("last_event_id")) == (together[-1].id, apart[-1].id)
     ids = {str(e.id): "x" for e in together + apart}
     for state in (one, other):
         for entry in state["transitions"]:
             entry["event_id"] = ids[entry["event_id"]]
     assert one == other
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_events_recorded_in_any_order_and_any_batches_leave_the_states_their_whole_histories_project(
+        sessions, seed):
+    chance = random.Random(seed)
+    lifecycles = [longer_lifecycle(chance.choice((1, 0))) for _ in range(5)]  # 0: every event at one moment
+    arrived = chance.sample([e for events in lifecycles for e in events], k=sum(map(len, lifecycles)))
+    cuts = sorted(chance.sample(range(1, len(arrived)), k=chance.randint(1, 12)))
+
+    service = OutcomesService(sessions)
+    for start, end in zip([0, *cuts], [*cuts, len(arrived)], strict=True):
+        await service.record(arrived[start:end])
+
+    for events in lifecycles:
+        expected = project(events)
+        assert await stored_state(sessions, events[0]) == {c: expected[c] for c in (*db.STATE_COLUMNS, *CURSOR)}
+
+
+async def test_a_state_folded_before_its_last_event_was_kept_is_projected_from_the_trail_at_its_next_event(
+        sessions, database_url):
+    submitted, dispatched, decided = lifecycle()
+    await OutcomesService(sessions).record([submitted, dispatched])
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:  # as rows folded before migration 0006 are, with a stale state
+        await conn.execute(text("UPDATE outcomes.referrals SET last_event_id = NULL, last_event_type = NULL, "
+                                "transitions = '[]', dispatched_at = NULL"))
+    await engine.dispose()
+
+    await OutcomesService(sessions).record([decided])
+
+    assert await stored_state(sessions, submitted) == await trail_state(sessions, submitted)
+    assert (await stored_state(sessions, submitted))["dispatched_at"] == dispatched.time
 
 
 async def test_the_data_stored_for_an_event_is_its_data_as_json(sessions, database_url):

@@ -6,8 +6,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from services.outcomes.chain import (GENESIS, Checkpoint, Finding, Verifier, canonical, extend, link,
+from services.outcomes.chain import (GENESIS, Checkpoint, Finding, Verifier, canonical, canonical_with_data,
+                                     data_json, extend, link, links,
                                      verify)
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -66,6 +69,48 @@ def test_the_canonical_form_keeps_microseconds_unicode_and_numbers_as_jsonb_retu
 
     assert '"occurred_at":"2025-03-01T09:00:00.001500Z"' in text and '"actor":"agency:Ærø 🚩"' in text
     assert canonical(row) == canonical({**row, "data": {"half": 0.5, "big": 10**16, "n": 1}})
+
+
+def test_the_hashes_are_those_the_chain_has_always_had():
+    """Rows already recorded must still verify: these hashes were computed before the canonical
+    form was written in two parts (data apart), and must never change."""
+    paris = timezone(timedelta(hours=2))
+    row = event(7, occurred_at=datetime(2025, 3, 1, 9, 7, 0, 250, tzinfo=paris), actor='agency:Gendarmerie é"\\',
+                credential="key:0123456789ab",
+                data={**event(7)["data"], "note": "café ☃", "n": 2.0, "nested": [{"b": 1, "a": None}]})
+    without = {k: v for k, v in row.items() if k != "credential"}
+
+    first, second = extend((0, GENESIS), [row, without])
+
+    assert first["hash"].hex() == "3da6371221796812ec5a2417c3cbfd2d802c42a1a1d8a7d1002b4636ef58e6f4"
+    assert second["hash"].hex() == "05d8241e8fdcd108c5dd4273399ef8fde54a66b7523f239b126cbcdeae013ac9"
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+                    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(actor=st.text(min_size=1), source=st.text(min_size=1), credential=st.none() | st.text(),
+       event_id=st.uuids() | st.text(), version=st.integers() | st.booleans(),
+       data=st.dictionaries(st.text(), JSON, max_size=5), offset_minutes=st.integers(-23 * 60, 23 * 60))
+def test_the_canonical_form_written_around_the_datas_own_json_is_the_canonical_form(actor, source, credential, event_id,
+                                                                                   version, data, offset_minutes):
+    moment = datetime(2025, 3, 1, 9, 0, 0, 17, tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    row = event(3, actor=actor, source=source, credential=credential, event_id=event_id, schema_version=version,
+                data=data, occurred_at=moment)
+
+    assert canonical_with_data(row, data_json(row["data"])) == canonical(row)
+
+
+def test_links_number_and_chain_bodies_as_extend_does():
+    rows = [event(n) for n in range(1, 5)]
+
+    linked = list(links((9, b"h" * 32), [canonical(row) for row in rows]))
+
+    assert linked == [(r["position"], r["prev_hash"], r["hash"]) for r in extend((9, b"h" * 32), rows)]
+    assert linked[0][:2] == (10, b"h" * 32)
 
 
 def test_a_naive_time_has_no_canonical_form():
