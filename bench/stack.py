@@ -14,20 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import yaml
 
 from bench.common import env_int
 from bench.stages import timer_env
 from services.supervisor import SERVICES, Stack
 from shared.embedded import free_port, wait_until
 
-SLUGS = ("meta", "x", "tiktok", "youtube", "webhook")
-# Our side of each platform: limits far above any rate reached here; BENCH_MAX_IN_FLIGHT reports
-# under way at once per adapter (more floods the dispatcher's one event loop, see docs/benchmarks.md).
-ADAPTERS = {slug: {"rate_limit": {"per_second": 100_000, "burst": 100_000},
-                   "max_in_flight": env_int("BENCH_MAX_IN_FLIGHT", 32)} for slug in SLUGS}
-# The platforms' side: answer in 1-3 ms, never throttle, decide at once (SANDBOX_DECISION_DELAY_S=0).
-PERSONAS = {"default": {"latency_ms": {"mean": 2, "jitter": 1}, "rate_limit": None, "error_rate": 0,
-                        "decision_delay_s": 0, "decisions": {"removed": 1}}}
+# The platforms out of the way, as the README gives them to anyone (deploy/out-of-the-way/): our side's
+# limits far above any rate reached here; the platforms answer in 1-3 ms, never throttle, decide at once.
+# BENCH_MAX_IN_FLIGHT: reports under way at once per adapter.
+OUT_OF_THE_WAY = Path(__file__).resolve().parent.parent / "deploy" / "out-of-the-way"
+ADAPTERS = {slug: {**config, "max_in_flight": env_int("BENCH_MAX_IN_FLIGHT", config["max_in_flight"])}
+            for slug, config in yaml.safe_load((OUT_OF_THE_WAY / "adapters.yaml").read_text()).items()}
+PERSONAS = yaml.safe_load((OUT_OF_THE_WAY / "personas.yaml").read_text())
 # Settings recorded with the figures (ports and paths are not).
 SHOWN = ("TOPIC_PARTITIONS", "SANDBOX_POLICY", "SANDBOX_DECISION_DELAY_S", "POLL_INTERVAL_S", "POLL_TICK_S",
          "LANE_BATCH", "LOG_LEVEL", "SCHEDULER_ENABLED", "KAFKA_SESSION_TIMEOUT_MS", "KAFKA_HEARTBEAT_INTERVAL_MS",
