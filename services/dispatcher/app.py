@@ -64,9 +64,9 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
     relay = OutboxRelay(sessions, broker, OUTBOX, settings.outbox_batch, settings.outbox_idle_poll_s,
                         settings.redrive_after_s)
     lanes, outbound = build_lanes(settings, registry), Outbound(broker)
-    service = DispatchService(registry, lanes, outbound, sessions,
+    service = DispatchService(registry, lanes, outbound, engine,
                               Timing(settings.redrive_after_s, settings.webhook_poll_after_s), relay.wake)
-    decisions = Decisions(registry, lanes, sessions, relay.wake)
+    decisions = Decisions(registry, lanes, engine, relay.wake)
     reconciler = Reconciler(sessions, outbound, settings.redrive_after_s,
                             paused=lambda: [p.value for p, lane in lanes.items() if lane.breaker.cooling()])
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER), lane_options(settings),
