@@ -66,9 +66,9 @@ def create_app(settings: DispatcherSettings, registry: AdapterRegistry | None = 
                         settings.redrive_after_s)
     limits = SharedLimits(LimitStore(engine), settings.limit_lease_s, settings.limit_sync_s)
     lanes, outbound = build_lanes(settings, registry, limits), Outbound(broker)
-    service = DispatchService(registry, lanes, outbound, sessions,
+    service = DispatchService(registry, lanes, outbound, engine,
                               Timing(settings.redrive_after_s, settings.webhook_poll_after_s), relay.wake)
-    decisions = Decisions(registry, lanes, sessions, relay.wake)
+    decisions = Decisions(registry, lanes, engine, relay.wake)
     reconciler = Reconciler(sessions, outbound, settings.redrive_after_s,
                             paused=lambda: [p.value for p, lane in lanes.items() if lane.breaker.cooling()])
     handlers.register(broker, service, consumer_options(settings, topics.GROUP_DISPATCHER), lane_options(settings),

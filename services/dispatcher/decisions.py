@@ -5,21 +5,23 @@ same transaction that notes it on the ticket and the delivery, so none is lost b
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import UTC, datetime
+from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.dispatcher import db, domain
+from services.dispatcher import db
+from services.dispatcher.accumulator import Accumulator
 from services.dispatcher.adapters.answers import parse_answer
 from services.dispatcher.adapters.base import (Decision, DecisionMode, InvalidCallback, PlatformAnswer,
                                                VerifiedCallback)
 from services.dispatcher.adapters.registry import AdapterRegistry
 from services.dispatcher.lanes import Lane
-from services.dispatcher.outbound import message
+from services.dispatcher.recording import record_answers
 from shared.auth.principal import Principal, Role
 from shared.events import Platform
-from shared.topics import TAKEDOWN_DECISIONS
+from shared.reliability import is_transient
 from shared.webhooks import TOLERANCE_S
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,11 @@ class NotAnsweredByHand(Exception):
 
 
 class Decisions:
-    def __init__(self, registry: AdapterRegistry, lanes: Mapping[Platform, Lane], sessions: async_sessionmaker,
+    def __init__(self, registry: AdapterRegistry, lanes: Mapping[Platform, Lane], engine: AsyncEngine,
                  wake_relay=lambda: None):
-        self.registry, self.lanes, self.sessions, self.wake_relay = registry, lanes, sessions, wake_relay
+        self.registry, self.lanes, self.engine, self.wake_relay = registry, lanes, engine, wake_relay
+        # Callbacks arriving together are recorded in one transaction (each answered on its own).
+        self._callbacks: Accumulator[tuple[Platform, VerifiedCallback], int] = Accumulator(self._accept_batch)
 
     def verify_callback(self, platform: Platform, headers: Mapping[str, str], body: bytes) -> VerifiedCallback:
         """The callback, if the platform's adapter takes callbacks and its signature verifies;
@@ -59,17 +63,40 @@ class Decisions:
     async def accept_callback(self, platform: Platform, verified: VerifiedCallback) -> int:
         """Record a verified callback's answers under the platform's name; the number of answers.
 
-        A callback accepted before is refused as a replay. It counts as accepted only with its
-        answers committed: one answered 503 (the database down) may come again."""
-        adapter, by = self.registry.for_platform(platform), self.caller(platform)
-        async with self.sessions() as session, session.begin():
-            await _check_tickets(session, platform, verified.answers)
-            if verified.replay_key is not None and not await db.first_acceptance(
-                    session, adapter.slug, verified.replay_key, _remember_until(verified.fresh_until)):
-                raise InvalidCallback("replayed: this callback was accepted before")
-            await record_answers(session, platform, verified.answers, by=by)
+        UnknownTicket for a ticket we do not hold (yet), InvalidCallback for one on another referral or
+        for a callback accepted before (a replay). It counts as accepted only with its answers
+        committed: one answered 503 (the database down) may come again."""
+        return await self._callbacks.submit((platform, verified))
+
+    async def _accept_batch(self, callbacks: list[tuple[Platform, VerifiedCallback]]) -> list[int | Exception]:
+        """Callbacks arriving together, in one transaction; if it fails for another reason than an outage,
+        each in a transaction of its own, so that one bad callback fails alone."""
+        try:
+            return await self._accept_together(callbacks)
+        except Exception as exc:
+            if len(callbacks) == 1 or is_transient(exc):
+                raise
+            log.warning("recording %s callbacks together failed, recording each alone: %r", len(callbacks), exc)
+        return [await _outcome(self._accept_together([c])) for c in callbacks]
+
+    async def _accept_together(self, callbacks: Sequence[tuple[Platform, VerifiedCallback]]) -> list[int | Exception]:
+        async with self.engine.begin() as conn:
+            known = await db.referrals_of(conn, list({(p.value, a.ticket_id) for p, v in callbacks for a in v.answers}))
+            outcomes: list[int | Exception] = [_ticket_problem(known, p, v.answers) or len(v.answers)
+                                               for p, v in callbacks]
+            keyed = {i: (self.registry.for_platform(p).slug, v.replay_key, _remember_until(v.fresh_until))
+                     for i, (p, v) in enumerate(callbacks)
+                     if v.replay_key is not None and not isinstance(outcomes[i], Exception)}
+            first = await db.first_acceptances(conn, list({k[:2]: k for k in keyed.values()}.values()))
+            for i, key in keyed.items():
+                if key[:2] in first:
+                    first.discard(key[:2])  # the same callback twice at once: the second is a replay
+                else:
+                    outcomes[i] = InvalidCallback("replayed: this callback was accepted before")
+            await record_answers(conn, [(p, a, self.caller(p)) for (p, v), o in zip(callbacks, outcomes, strict=True)
+                                        if not isinstance(o, Exception) for a in v.answers])
         self.wake_relay()
-        return len(verified.answers)
+        return outcomes
 
     async def record_by_hand(self, platform: Platform, ticket_id: str, envelope: dict, by: Principal) -> PlatformAnswer:
         """An answer a platform gave outside any API (e.g. by e-mail), as an operator records it.
@@ -79,26 +106,30 @@ class Decisions:
         if self.registry.for_platform(platform).decisions is not DecisionMode.manual:
             raise NotAnsweredByHand(f"{platform.value} answers through its API; "
                                     f"only e-mail channels take answers by hand")
-        async with self.sessions() as session, session.begin():
-            referral_id = await db.referral_of(session, platform.value, ticket_id)
+        async with self.engine.begin() as conn:
+            referral_id = await db.referral_of(conn, platform.value, ticket_id)
             if referral_id is None:
                 raise UnknownTicket(f"no ticket {ticket_id!r} on {platform}")
             answer = parse_answer(envelope, ticket_id, referral_id)
-            await record_answers(session, platform, [answer], by=by)
+            await record_answers(conn, [(platform, answer, by)])
         self.wake_relay()
         return answer
 
     async def poll_due(self, limit: int = 100) -> int:
         """Ask platforms about due undecided tickets; the number of tickets polled. No transaction is
-        open while platforms are asked: the tickets are leased first, the answers recorded after."""
-        async with self.sessions() as session, session.begin():
-            due = await db.lease_due(session, limit, POLL_LEASE_S)
+        open while platforms are asked: the tickets are leased first, the answers recorded after, all
+        in one transaction."""
+        async with self.engine.begin() as conn:
+            due = await db.lease_due(conn, limit, POLL_LEASE_S)
         if not due:
             return 0
         results = await asyncio.gather(*(self._poll(t) for t in due), return_exceptions=True)
-        async with self.sessions() as session, session.begin():
-            for ticket, result in zip(due, results, strict=True):
-                await self._polled(session, ticket, result)
+        async with self.engine.begin() as conn:
+            await record_answers(conn, [(Platform(t.platform), r, None) for t, r in zip(due, results, strict=True)
+                                        if _news(t, r)])
+            await db.polled(conn, {(t.platform, t.ticket_id): (
+                _status_after(t.status, _answer(t, r)), self.registry.by_slug(t.adapter).config.poll_interval_s)
+                for t, r in zip(due, results, strict=True)})
         self.wake_relay()
         return len(due)
 
@@ -107,39 +138,46 @@ class Decisions:
             await self.lanes[Platform(ticket.platform)].throttle()
             return await self.registry.by_slug(ticket.adapter).poll(ticket.ticket_id, ticket.referral_id)
 
-    async def _polled(self, session: AsyncSession, ticket, result: PlatformAnswer | BaseException | None) -> None:
-        """Record a poll's answer if it is news (a decision, or a question not seen yet), and when to poll next."""
-        if isinstance(result, BaseException):
-            log.warning("referral %s: polling %s ticket %s failed: %r", ticket.referral_id, ticket.platform,
-                        ticket.ticket_id, result)
-            result = None
-        if isinstance(result, Decision) or (result is not None and ticket.status != db.INFORMATION_REQUESTED):
-            log.info("referral %s: %s ticket %s answered when polled", ticket.referral_id, ticket.platform,
-                     ticket.ticket_id)
-            await record_answers(session, Platform(ticket.platform), [result])
-        await db.polled(session, ticket.platform, ticket.ticket_id, _status_after(ticket.status, result),
-                        self.registry.by_slug(ticket.adapter).config.poll_interval_s)
+
+async def _outcome(accepting: Awaitable[list[int | Exception]]) -> int | Exception:
+    """One callback's outcome recorded alone: its result, or the exception that failed it."""
+    try:
+        [outcome] = await accepting
+    except Exception as exc:  # noqa: BLE001 - its caller gets it
+        return exc
+    return outcome
 
 
-async def record_answers(session: AsyncSession, platform: Platform, answers: Sequence[PlatformAnswer],
-                         by: Principal | None = None) -> None:
-    """Queue each answer's event and note it on its ticket and delivery, in session's transaction."""
-    await db.OUTBOX.queue(session, [message(TAKEDOWN_DECISIONS, domain.answered(platform, a, by)) for a in answers])
-    for answer in answers:
-        status = db.DECIDED if isinstance(answer, Decision) else db.INFORMATION_REQUESTED
-        await db.set_status(session, platform.value, answer.ticket_id, status)
-    if decided := [a.ticket_id for a in answers if isinstance(a, Decision)]:
-        await db.DELIVERIES.decided(session, platform.value, decided)
-
-
-async def _check_tickets(session: AsyncSession, platform: Platform, answers: Sequence[PlatformAnswer]) -> None:
+def _ticket_problem(known: Mapping[tuple[str, str], UUID], platform: Platform,
+                    answers: Sequence[PlatformAnswer]) -> Exception | None:
     """UnknownTicket for an answer on a ticket we do not hold; InvalidCallback for one on another referral."""
     for answer in answers:
-        known = await db.referral_of(session, platform.value, answer.ticket_id)
-        if known is None:
-            raise UnknownTicket(f"no ticket {answer.ticket_id!r} on {platform}")
-        if known != answer.referral_id:
-            raise InvalidCallback(f"ticket {answer.ticket_id!r} is not for referral {answer.referral_id}")
+        referral_id = known.get((platform.value, answer.ticket_id))
+        if referral_id is None:
+            return UnknownTicket(f"no ticket {answer.ticket_id!r} on {platform}")
+        if referral_id != answer.referral_id:
+            return InvalidCallback(f"ticket {answer.ticket_id!r} is not for referral {answer.referral_id}")
+    return None
+
+
+def _answer(ticket, result: PlatformAnswer | BaseException | None) -> PlatformAnswer | None:
+    """A poll's answer; a failed poll (logged) counts as no answer: the ticket is polled again."""
+    if isinstance(result, BaseException):
+        log.warning("referral %s: polling %s ticket %s failed: %r", ticket.referral_id, ticket.platform,
+                    ticket.ticket_id, result)
+        return None
+    return result
+
+
+def _news(ticket, result: PlatformAnswer | BaseException | None) -> bool:
+    """Whether a poll's answer is to be recorded: a decision, or a question not seen yet."""
+    if isinstance(result, BaseException) or result is None:
+        return False
+    if isinstance(result, Decision) or ticket.status != db.INFORMATION_REQUESTED:
+        log.info("referral %s: %s ticket %s answered when polled", ticket.referral_id, ticket.platform,
+                 ticket.ticket_id)
+        return True
+    return False
 
 
 def _remember_until(fresh_until: float | None) -> datetime:

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import (Column, DateTime, Index, Integer, LargeBinary, MetaData, String, Table, and_, func, select,
-                        text, update)
+                        text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.db import insert_arrays
 from shared.outbox import MAX_BACKOFF_DOUBLINGS
 
+Executor = AsyncConnection | AsyncSession  # statements run on either, in the caller's transaction
 REPORT, ANSWER = "report", "answer"
 DUE, REPORTED, DECIDED, DELIVERED, FAILED = "due", "reported", "decided", "delivered", "failed"
 
@@ -89,6 +90,22 @@ class Deliveries:
             f"RETURNING d.event_id) "
             f"SELECT g.event_id FROM given g WHERE g.event_id IN (SELECT event_id FROM taken) "
             f"OR NOT EXISTS (SELECT 1 FROM {name} d WHERE d.event_id = g.event_id)")
+        # What came of a lane batch: one statement each, for any number of deliveries.
+        self._delivered = text(
+            f"UPDATE {name} d SET state = g.state, ticket_id = g.ticket_id, updated_at = now() FROM unnest("
+            f"CAST(:ids AS UUID[]), CAST(:states AS VARCHAR[]), CAST(:tickets AS VARCHAR[])) AS g (event_id, state, "
+            f"ticket_id) WHERE d.event_id = g.event_id AND d.state IN ('{DUE}', '{FAILED}')")
+        self._fail = text(
+            f"UPDATE {name} SET state = '{FAILED}', updated_at = now() WHERE event_id = ANY(CAST(:ids AS UUID[])) "
+            f"AND state = '{DUE}' RETURNING event_id, kind, referral_id, dispatch, platform")
+        self._retry_at = text(
+            f"UPDATE {name} d SET attempt = g.attempt, updated_at = now(), due_at = now() + make_interval(secs => "
+            f"g.due_in) FROM unnest(CAST(:ids AS UUID[]), CAST(:attempts AS INT[]), CAST(:due_in AS FLOAT[])) "
+            f"AS g (event_id, attempt, due_in) WHERE d.event_id = g.event_id AND d.state = '{DUE}'")
+        self._decided = text(
+            f"UPDATE {name} d SET state = '{DECIDED}', updated_at = now() FROM unnest(CAST(:platforms AS VARCHAR[]), "
+            f"CAST(:tickets AS VARCHAR[])) AS g (platform, ticket_id) WHERE d.kind = '{REPORT}' "
+            f"AND d.platform = g.platform AND d.ticket_id = g.ticket_id")
         self._redriven = text(
             f"UPDATE {name} SET redrives = redrives + 1, updated_at = now(), due_at = now() + make_interval(secs => "
             f":after * power(2, least(redrives, {MAX_BACKOFF_DOUBLINGS}))) WHERE event_id = ANY(CAST(:ids AS UUID[]))")
@@ -112,33 +129,31 @@ class Deliveries:
         return set((await session.execute(self._take, {"ids": [e for e, _ in given], "attempts": [a for _, a in given],
                                                        "hold": hold_s})).scalars())
 
-    async def delivered(self, session: AsyncSession, event_id: UUID, state: str, ticket_id: str) -> None:
-        """A report the platform took (REPORTED) or an answer it received (DELIVERED); never a step back
+    async def delivered(self, conn: Executor, done: Sequence[tuple[UUID, str, str]]) -> None:
+        """Deliveries the platform took, as (event, REPORTED or DELIVERED, ticket); never a step back
         from `decided` (a late copy's receipt)."""
-        t = self.table
-        await session.execute(update(t).where(and_(t.c.event_id == event_id, t.c.state.in_((DUE, FAILED))))
-                              .values(state=state, ticket_id=ticket_id, updated_at=func.now()))
+        if done:
+            await conn.execute(self._delivered, {"ids": [d[0] for d in done], "states": [d[1] for d in done],
+                                                 "tickets": [d[2] for d in done]})
 
-    async def fail(self, session: AsyncSession, event_id: UUID):
-        """Give a due delivery up; the row (kind, referral_id, dispatch, platform), or None if it was not
-        due (delivered by another copy meanwhile, or not ours): then there is nothing to record."""
-        t = self.table
-        stmt = (update(t).where(and_(t.c.event_id == event_id, t.c.state == DUE))
-                .values(state=FAILED, updated_at=func.now())
-                .returning(t.c.kind, t.c.referral_id, t.c.dispatch, t.c.platform))
-        return (await session.execute(stmt)).first()
+    async def fail(self, conn: Executor, event_ids: Sequence[UUID]) -> dict:
+        """Give due deliveries up; their rows (kind, referral_id, dispatch, platform) by event id, without
+        those that were not due (delivered by another copy meanwhile, or not ours): nothing to record."""
+        if not event_ids:
+            return {}
+        return {row.event_id: row for row in await conn.execute(self._fail, {"ids": list(event_ids)})}
 
-    async def retry_at(self, session: AsyncSession, event_id: UUID, attempt: int, due_in_s: float) -> None:
-        """A delivery waiting for its next attempt: not stuck before due_in_s from now."""
-        t = self.table
-        await session.execute(update(t).where(and_(t.c.event_id == event_id, t.c.state == DUE)).values(
-            attempt=attempt, updated_at=func.now(), due_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, due_in_s)))
+    async def retry_at(self, conn: Executor, retries: Sequence[tuple[UUID, int, float]]) -> None:
+        """Deliveries waiting for their next attempt, as (event, attempt, seconds from now before they
+        count as stuck)."""
+        if retries:
+            await conn.execute(self._retry_at, {"ids": [r[0] for r in retries], "attempts": [r[1] for r in retries],
+                                                "due_in": [r[2] for r in retries]})
 
-    async def decided(self, session: AsyncSession, platform: str, ticket_ids: Sequence[str]) -> None:
-        t = self.table
-        await session.execute(update(t).where(and_(t.c.kind == REPORT, t.c.platform == platform,
-                                                   t.c.ticket_id.in_(list(ticket_ids)))).values(
-            state=DECIDED, updated_at=func.now()))
+    async def decided(self, conn: Executor, tickets: Sequence[tuple[str, str]]) -> None:
+        """The reports whose tickets, as (platform, ticket id), the platform decided."""
+        if tickets:
+            await conn.execute(self._decided, {"platforms": [t[0] for t in tickets], "tickets": [t[1] for t in tickets]})
 
     async def claim_stuck(self, session: AsyncSession, limit: int, paused: Sequence[str] = ()) -> list:
         """Lock up to limit due deliveries past their due_at, skipping rows another instance holds and

@@ -1,8 +1,9 @@
 """Dispatcher's Kafka subscribers: the router, and per platform a lane and its retry topic.
 
 Every record is committed only after what came of it is stored or published (a delivery owed,
-an event in the outbox, a retry, a dead letter). A lane takes records in batches and delivers
-them concurrently, up to its adapter's cap on deliveries in flight.
+an event in the outbox, a retry, a dead letter). A lane takes records in batches, delivers them
+concurrently, up to its adapter's cap on deliveries in flight, and records what came of the
+whole batch in one transaction.
 """
 
 import asyncio
@@ -11,6 +12,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from services.dispatcher.outbound import Record
+from services.dispatcher.recording import Attempt
 from services.dispatcher.service import DispatchService
 from shared import topics
 from shared.events import (Event, InformationSupplied, InvalidEvent, ReferralAppealed, ReferralEscalated,
@@ -109,7 +111,8 @@ def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str,
             due[:] = await service.take(records)
 
         await until_done(take, f"taking {len(records)} records on {platform}")
-        await asyncio.gather(*(_deliver_one(service, r) for r in due))
+        attempts = await asyncio.gather(*(_attempt(service, r) for r in due))
+        await service.conclude([a for a in attempts if a is not None])
 
     @broker.subscriber(topics.retry_lane(platform), **{**options, "group_id": topics.retry_group(platform)},
                        description=f"Deliveries to {platform} waiting for their next attempt.")
@@ -117,11 +120,16 @@ def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str,
         await service.release(platform, as_record(msg.raw_message, msg.headers))
 
 
-async def _deliver_one(service: DispatchService, record: Record) -> None:
+async def _attempt(service: DispatchService, record: Record) -> Attempt | None:
+    """One delivery of a lane batch; None if its record went to the dead letters instead (it is not a
+    delivery, or attempting it kept failing with an error of ours)."""
+    attempted: list[Attempt] = []
+
     async def work() -> None:
-        await service.deliver(parse_delivery(record.headers, record.value), record)
+        attempted.append(await service.attempt(parse_delivery(record.headers, record.value), record))
 
     async def to_dlq(reason: str, attempts: int) -> None:
         await service.give_up(record, reason)
 
     await process_or_dead_letter(work, to_dlq, what=f"{record.topic}/{record.partition}/{record.offset}")
+    return attempted[0] if attempted else None

@@ -2,6 +2,9 @@
 report, or an agency's answer to a platform's question), put it on its platform's lane, deliver
 it, and record what came of it. What platforms answer back: decisions.py.
 
+A lane batch is taken in one transaction, delivered concurrently (up to the lane's cap on
+deliveries in flight), and what came of all of it recorded in one more (recording.py).
+
 Every delivery is a row in Postgres (deliveries.py) before its lane record is published, and its
 events go through the outbox in the transaction that changes its state: losing any Kafka record
 only delays a delivery, which the reconciler puts back on its lane (reconciler.py).
@@ -13,17 +16,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.dispatcher import db, domain
+from services.dispatcher import db, domain, recording
 from services.dispatcher.adapters.base import DecisionMode, DeliveryError, PlatformAdapter
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
-from services.dispatcher.decisions import record_answers
-from services.dispatcher.deliveries import ANSWER, DELIVERED, REPORT, REPORTED, Owed
-from services.dispatcher.lanes import Delivered, GaveUp, Lane, Result, RetryLater
+from services.dispatcher.deliveries import ANSWER, REPORT, Owed
+from services.dispatcher.lanes import Delivered, GaveUp, Lane, RetryLater
 from services.dispatcher.outbound import Outbound, Record, message
+from services.dispatcher.recording import Attempt
 from shared.events import Event, InformationSupplied, Platform, ReferralSubmitted
 from shared.faults import crash_point
+from shared.reliability import process_or_dead_letter, until_done
 from shared.topics import REFERRALS_DISPATCH, TAKEDOWN_DECISIONS
 
 log = logging.getLogger(__name__)
@@ -37,19 +41,19 @@ class Timing:
 
 class DispatchService:
     def __init__(self, registry: AdapterRegistry, lanes: Mapping[Platform, Lane], outbound: Outbound,
-                 sessions: async_sessionmaker, timing: Timing = Timing(), wake_relay=lambda: None):
-        self.registry, self.lanes, self.outbound, self.sessions = registry, lanes, outbound, sessions
+                 engine: AsyncEngine, timing: Timing = Timing(), wake_relay=lambda: None):
+        self.registry, self.lanes, self.outbound, self.engine = registry, lanes, outbound, engine
         self.timing, self.wake_relay = timing, wake_relay
 
     async def route(self, wanted: Sequence[tuple[Event, Record]]) -> None:
         """Remember the deliveries a batch of events asks for (one transaction), then put the due
         ones on their lanes; a referral no adapter serves is recorded as failed instead."""
-        async with self.sessions() as session, session.begin():
+        async with self.engine.begin() as conn:
             reports, refused = self._reports(wanted)
-            to_lane = await db.DELIVERIES.owe(session, [o for o, _ in reports], self.timing.redrive_after_s)
-            answers, unanswerable = await self._answers(session, wanted)
-            to_lane |= await db.DELIVERIES.owe(session, [o for o, _ in answers], self.timing.redrive_after_s)
-            await db.OUTBOX.queue(session, refused + unanswerable)
+            to_lane = await db.DELIVERIES.owe(conn, [o for o, _ in reports], self.timing.redrive_after_s)
+            answers, unanswerable = await self._answers(conn, wanted)
+            to_lane |= await db.DELIVERIES.owe(conn, [o for o, _ in answers], self.timing.redrive_after_s)
+            await db.OUTBOX.queue(conn, refused + unanswerable)
         if refused or unanswerable:
             self.wake_relay()
         await asyncio.gather(*(self.outbound.to_lane(o.platform, record) for o, record in reports + answers
@@ -71,12 +75,12 @@ class DispatchService:
                               record.key, record.value, record.headers), record))
         return owed, refused
 
-    async def _answers(self, session: AsyncSession, wanted: Sequence[tuple[Event, Record]]) -> tuple[list, list]:
+    async def _answers(self, conn: AsyncConnection, wanted: Sequence[tuple[Event, Record]]) -> tuple[list, list]:
         owed, refused = [], []
         for event, record in wanted:
             if not isinstance(event.data, InformationSupplied):
                 continue
-            platform = await db.platform_of(session, event.referral_id)
+            platform = await db.platform_of(conn, event.referral_id)
             if platform is None:
                 refused.append(message(TAKEDOWN_DECISIONS, domain.forward_failed(
                     event.referral_id, event.id, None, "none", "no report of this referral was dispatched", 0, True)))
@@ -90,8 +94,8 @@ class DispatchService:
         redelivery), once each, held for its lane a while before the reconciler would put it back.
         (Another instance may hold a copy too: the platform's idempotency key makes that one report.)"""
         given = [(r.event_id, r.attempt) for r in records if r.event_id is not None]
-        async with self.sessions() as session, session.begin():
-            due = await db.DELIVERIES.take(session, given, self._hold_s(records))
+        async with self.engine.begin() as conn:
+            due = await db.DELIVERIES.take(conn, given, self._hold_s(records))
         taken, seen = [], set()
         for record in records:
             if record.event_id is None or (record.event_id in due and record.event_id not in seen):
@@ -106,76 +110,70 @@ class DispatchService:
         rate = lane.bucket.rate if lane is not None else float("inf")
         return self.timing.redrive_after_s + len(records) / rate
 
-    async def deliver(self, event: Event, record: Record) -> None:
-        """One delivery attempt from a lane (a report or an answer); record what came of it."""
+    async def attempt(self, event: Event, record: Record) -> Attempt:
+        """One delivery attempt from a lane (a report or an answer): what came of it, not yet recorded."""
         if isinstance(event.data, InformationSupplied):
-            await self._forward(event, record)
-            return
+            return await self._forward(event, record)
         referral = event.data
         lane = self.lanes[referral.platform]
         result = await lane.deliver(referral, record.attempt)
-        if isinstance(result, Delivered):
-            crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
-            await self._reported(event, record, lane.adapter, result)
-            crash_point("dispatcher.published")  # recorded; the lane's offset not yet committed
-            return
-        await self._not_delivered(event, record, result, lambda reason, permanent: domain.dispatch_failed(
-            referral.referral_id, referral.platform, lane.adapter.slug, reason, record.attempt, permanent,
-            referral.dispatch))
+        poll = self._poll_after(lane.adapter, result.receipt.answer is None) if isinstance(result, Delivered) else None
+        return Attempt(event, record, result, lane.adapter.slug, referral.platform, poll_after_s=poll)
 
-    async def _reported(self, event: Event, record: Record, adapter: PlatformAdapter, result: Delivered) -> None:
-        referral, receipt = event.data, result.receipt
-        rid, platform = referral.referral_id, referral.platform
-        async with self.sessions() as session, session.begin():
-            await db.open_ticket(session, platform.value, receipt.ticket_id, rid, adapter.slug,
-                                 self._poll_after(adapter, receipt.answer is None))
-            await db.DELIVERIES.delivered(session, event.id, REPORTED, receipt.ticket_id)
-            await db.OUTBOX.queue(session, [message(REFERRALS_DISPATCH, domain.dispatched(
-                rid, platform, adapter.slug, receipt.ticket_id, record.attempt, referral.dispatch, at=result.sent_at))])
-            if receipt.answer is not None:
-                await record_answers(session, platform, [receipt.answer])
-        self.wake_relay()
-
-    async def _forward(self, event: Event, record: Record) -> None:
+    async def _forward(self, event: Event, record: Record) -> Attempt:
         """Forward an agency's answer to the ticket that asked (the latest ticket of the referral)."""
-        async with self.sessions() as session:
-            ticket = await db.ticket_to_answer(session, event.referral_id)
+        async with self.engine.connect() as conn:
+            ticket = await db.ticket_to_answer(conn, event.referral_id)
         if ticket is None:
             lane = next(iter(self.lanes.values()))  # any lane's policy: the report has not reached a platform yet
             result = lane.policy.after_failure(DeliveryError("the report has no ticket yet", permanent=False),
                                                record.attempt, time.time())
-            adapter, platform = "none", None
-        else:
-            platform = Platform(ticket.platform)
-            lane = self.lanes[platform]
-            adapter = lane.adapter.slug
-            result = await lane.forward(ticket.ticket_id, event.data, str(event.id), event.referral_id, record.attempt)
-        if isinstance(result, Delivered):
-            async with self.sessions() as session, session.begin():
-                await db.DELIVERIES.delivered(session, event.id, DELIVERED, ticket.ticket_id)
-                await db.OUTBOX.queue(session, [message(TAKEDOWN_DECISIONS, domain.forwarded(
-                    event, platform, adapter, ticket.ticket_id, record.attempt))])
-            self.wake_relay()
-            return
-        await self._not_delivered(event, record, result, lambda reason, permanent: domain.forward_failed(
-            event.referral_id, event.id, platform, adapter, reason, record.attempt, permanent))
+            return Attempt(event, record, result, "none", None)
+        platform = Platform(ticket.platform)
+        lane = self.lanes[platform]
+        result = await lane.forward(ticket.ticket_id, event.data, str(event.id), event.referral_id, record.attempt)
+        return Attempt(event, record, result, lane.adapter.slug, platform, ticket.ticket_id)
 
-    async def _not_delivered(self, event: Event, record: Record, result: Result, failure) -> None:
-        """Park a delivery for its next attempt, or give it up: dead letter, state and event."""
-        match result:
-            case RetryLater(reason, not_before):
-                async with self.sessions() as session, session.begin():
-                    await db.DELIVERIES.retry_at(session, event.id, record.attempt + 1,
-                                                 max(0.0, not_before - time.time()) + self.timing.redrive_after_s)
-                await self.outbound.to_retry(self._platform_of(record), record, not_before, reason)
-            case GaveUp(reason, permanent):
-                await self.outbound.dead_letter(record, reason)
-                async with self.sessions() as session, session.begin():
-                    if await db.DELIVERIES.fail(session, event.id) is not None:  # else another copy got there
-                        event_of = failure(reason, permanent)
-                        topic = TAKEDOWN_DECISIONS if isinstance(event.data, InformationSupplied) else REFERRALS_DISPATCH
-                        await db.OUTBOX.queue(session, [message(topic, event_of)])
-                self.wake_relay()
+    async def conclude(self, attempts: Sequence[Attempt]) -> None:
+        """Record what came of a lane batch's attempts in one transaction (dead letters of those given
+        up published first), then park the retries on their retry topic."""
+        reported = sum(a.reported for a in attempts)
+        for _ in range(reported):
+            crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
+        gave_up = [a for a in attempts if isinstance(a.result, GaveUp)]
+        await until_done(lambda: asyncio.gather(*(self.outbound.dead_letter(a.record, a.result.reason)
+                                                  for a in gave_up)), f"dead-lettering {len(gave_up)} deliveries")
+        stored = await self._store_all(attempts)
+        self.wake_relay()
+        retries = [a for a in stored if isinstance(a.result, RetryLater)]
+        await until_done(lambda: asyncio.gather(*(self.outbound.to_retry(
+            self._platform_of(a.record), a.record, a.result.not_before, a.result.reason) for a in retries)),
+            f"parking {len(retries)} deliveries")
+        for _ in range(reported):
+            crash_point("dispatcher.published")  # recorded; the lane's offset not yet committed
+
+    async def _store_all(self, attempts: Sequence[Attempt]) -> list[Attempt]:
+        """Store the attempts in one transaction, waiting out outages; if that fails otherwise, one by
+        one, giving up any that cannot be stored. Those stored."""
+        try:
+            await until_done(lambda: self._store(attempts), f"recording {len(attempts)} deliveries")
+            return list(attempts)
+        except Exception:  # noqa: BLE001 - not an outage: find the bad one by going one by one
+            log.exception("recording %s deliveries failed; recording them one by one", len(attempts))
+        stored: list[Attempt] = []
+        for attempt in attempts:
+            async def one(a: Attempt = attempt) -> None:
+                await self._store([a])
+                stored.append(a)
+
+            await process_or_dead_letter(one, lambda reason, _, a=attempt: self.give_up(a.record, reason),
+                                         what=f"{attempt.record.topic}/{attempt.record.partition}/{attempt.record.offset}")
+        return stored
+
+    async def _store(self, attempts: Sequence[Attempt]) -> None:
+        if attempts:
+            async with self.engine.begin() as conn:
+                await recording.store(conn, attempts, self.timing.redrive_after_s)
 
     async def give_up(self, record: Record, reason: str) -> None:
         """A lane record no attempt could process (not a platform's refusal: an error of ours or a
@@ -183,8 +181,8 @@ class DispatchService:
         await self.outbound.dead_letter(record, reason)
         if record.event_id is None:
             return
-        async with self.sessions() as session, session.begin():
-            row = await db.DELIVERIES.fail(session, record.event_id)
+        async with self.engine.begin() as conn:
+            row = (await db.DELIVERIES.fail(conn, [record.event_id])).get(record.event_id)
             if row is None:
                 return
             platform, adapter = Platform(row.platform), self.lanes[Platform(row.platform)].adapter.slug
@@ -194,7 +192,7 @@ class DispatchService:
             else:
                 failed = message(TAKEDOWN_DECISIONS, domain.forward_failed(
                     row.referral_id, record.event_id, platform, adapter, reason, record.attempt, True))
-            await db.OUTBOX.queue(session, [failed])
+            await db.OUTBOX.queue(conn, [failed])
         self.wake_relay()
 
     @staticmethod

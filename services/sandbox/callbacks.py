@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 CALLBACK_GIVE_UP_S = 600.0  # how long a callback is retried before it is abandoned
 CALLBACK_BACKOFF_CAP_S = 5.0
 CALLBACK_TIMEOUT_S = 5.0
+# Callbacks posted at once, and connections kept for them. httpx's pool walks its connections (and
+# every queued request) whenever a request comes or goes: with a hundred connections and callbacks
+# queuing for them, that work grew until the sandbox answered nothing else (a dispatcher reporting
+# a few hundred a second). Fewer, and no queue inside the pool, keep it small.
+CALLBACK_CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Decider:
         self.personas, self.seed, self.notifiers = personas, seed, notifiers
         self.store = store if store is not None else Store()
         self.client: httpx.AsyncClient | None = None
+        self.posting = asyncio.Semaphore(CALLBACK_CONNECTIONS)  # callbacks wait here, not in the client's pool
         self.tasks: set[asyncio.Task] = set()
         self.deciding: set[str] = set()  # tickets answered and waiting out their delay before the decision
 
@@ -197,7 +203,8 @@ class Decider:
             attempt += 1
             headers = {"Content-Type": "application/json", **callback.headers(callback.body)}
             try:
-                response = await self.client.post(callback.url, content=callback.body, headers=headers)
+                async with self.posting:
+                    response = await self.client.post(callback.url, content=callback.body, headers=headers)
                 if response.is_success:
                     log.info("ticket %s: callback delivered to %s", ticket_id, callback.url)
                     return True

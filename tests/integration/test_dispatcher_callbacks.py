@@ -160,20 +160,20 @@ async def test_a_meta_callback_is_taken_once_checked_for_staleness_and_verified_
 # -- what is remembered: an accepted callback with its decision, and only while a replay is fresh --------
 
 @pytest.fixture
-async def sessions(database_url):
+async def engine(database_url):
     await shared_db.migrate(database_url, MIGRATIONS, db.SCHEMA)
     engine = shared_db.make_engine(database_url)
-    yield shared_db.make_sessions(engine)
+    yield engine
     await engine.dispose()
 
 
-async def test_a_callback_is_taken_with_kafka_down_its_decision_kept_in_the_outbox_and_a_replay_refused(sessions):
+async def test_a_callback_is_taken_with_kafka_down_its_decision_kept_in_the_outbox_and_a_replay_refused(engine):
     registry = AdapterRegistry()
     registry.register(WebhookAdapter(WebhookConfig()))
-    decisions = Decisions(registry, {}, sessions)  # no broker at all: the decision waits in the outbox
+    decisions = Decisions(registry, {}, engine)  # no broker at all: the decision waits in the outbox
     ref = referral(Platform.other)
-    async with sessions() as session, session.begin():
-        await db.open_ticket(session, "other", "W1", ref.referral_id, "webhook", None)
+    async with engine.begin() as conn:
+        await db.open_ticket(conn, "other", "W1", ref.referral_id, "webhook", None)
     body = webhook_callback(str(ref.referral_id), "W1")
     headers = signed(body)
 
@@ -181,22 +181,22 @@ async def test_a_callback_is_taken_with_kafka_down_its_decision_kept_in_the_outb
     assert await decisions.accept_callback(Platform.other, verified) == 1
     with pytest.raises(InvalidCallback, match="replayed"):
         await decisions.accept_callback(Platform.other, decisions.verify_callback(Platform.other, headers, body))
-    async with sessions() as session:
-        queued = (await session.execute(select(db.OUTBOX.table))).all()
-        [status] = (await session.execute(select(db.tickets.c.status))).scalars()
+    async with engine.connect() as conn:
+        queued = (await conn.execute(select(db.OUTBOX.table))).all()
+        [status] = (await conn.execute(select(db.tickets.c.status))).scalars()
     assert [(row.topic, row.headers["ce_type"], row.awaiting) for row in queued] == [
         (topics.TAKEDOWN_DECISIONS, "takedown.decided", ["outcomes"])]
     assert status == db.DECIDED
 
 
-async def test_an_accepted_callback_is_forgotten_once_a_replay_of_it_would_be_stale_anyway(sessions):
+async def test_an_accepted_callback_is_forgotten_once_a_replay_of_it_would_be_stale_anyway(engine):
     now = datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        assert await db.first_acceptance(session, "webhook", "webhook-id:old", now - timedelta(seconds=1))
-        assert await db.first_acceptance(session, "webhook", "webhook-id:fresh", now + timedelta(minutes=6))
-    async with sessions() as session, session.begin():
-        assert await db.first_acceptance(session, "webhook", "webhook-id:next", now + timedelta(minutes=6))
-        assert not await db.first_acceptance(session, "webhook", "webhook-id:fresh", now + timedelta(minutes=6))
-    async with sessions() as session:
-        kept = (await session.execute(select(db.callbacks_seen.c.replay_key))).scalars().all()
+    async with engine.begin() as conn:
+        assert await db.first_acceptance(conn, "webhook", "webhook-id:old", now - timedelta(seconds=1))
+        assert await db.first_acceptance(conn, "webhook", "webhook-id:fresh", now + timedelta(minutes=6))
+    async with engine.begin() as conn:
+        assert await db.first_acceptance(conn, "webhook", "webhook-id:next", now + timedelta(minutes=6))
+        assert not await db.first_acceptance(conn, "webhook", "webhook-id:fresh", now + timedelta(minutes=6))
+    async with engine.connect() as conn:
+        kept = (await conn.execute(select(db.callbacks_seen.c.replay_key))).scalars().all()
     assert sorted(kept) == ["webhook-id:fresh", "webhook-id:next"]
