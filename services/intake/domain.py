@@ -1,5 +1,6 @@
 """Intake's domain: what a valid submission is, canonical URLs and platform detection. No I/O."""
 
+import functools
 import hashlib
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -83,20 +84,31 @@ def _host(hostname: str) -> str:
         raise ValueError("URL host is not a valid domain name") from exc
 
 
-def detect_platform(url: str) -> Platform:
-    """The platform that hosts url, by its host name; anything unknown is 'other'."""
-    host = _host(_split(url).hostname)
+def _platform_of(host: str) -> Platform:
     for domain, platform in PLATFORM_HOSTS.items():
         if host == domain or host.endswith("." + domain):
             return platform
     return Platform.other
 
 
+def detect_platform(url: str) -> Platform:
+    """The platform that hosts url, by its host name; anything unknown is 'other'."""
+    return _platform_of(_host(_split(url).hostname))
+
+
 def canonicalise(url: str) -> str:
     """A stable form of url: https for known platforms, lower-case host, no fragment or trackers."""
+    return canonical(url)[0]
+
+
+# Validating a submission canonicalises its URL and building its event needs the result again,
+# with no await in between (a batch is at most 1,000): remembered, the URL is parsed once, not twice.
+@functools.lru_cache(maxsize=4096)
+def canonical(url: str) -> tuple[str, Platform]:
+    """url's canonical form and the platform that hosts it, from one parse; ValueError if it has none."""
     parts = _split(url.strip())
     host = _host(parts.hostname)
-    platform = detect_platform(url.strip())
+    platform = _platform_of(host)
     scheme = parts.scheme.lower()
     if platform is not Platform.other:
         scheme = "https"
@@ -115,7 +127,7 @@ def canonicalise(url: str) -> str:
         host, query, path = "youtube.com", [("v", path.strip("/")), *query], "/watch"
     if len(path) > 1:
         path = path.rstrip("/")
-    return urlunsplit((scheme, host, path, urlencode(sorted(query)), ""))
+    return urlunsplit((scheme, host, path, urlencode(sorted(query)), "")), platform
 
 
 def _tracking(param: str) -> bool:
@@ -127,12 +139,13 @@ def to_referral(
     submission: Submission, agency: str, now: datetime, via: str, referral_id: UUID | None = None
 ) -> ReferralSubmitted:
     """The referral.submitted data for a valid submission made by agency (the authenticated one)."""
+    canonical_url, platform = canonical(submission.url)
     return ReferralSubmitted(
         referral_id=referral_id or uuid4(),
         agency=agency,
         url=submission.url,
-        canonical_url=canonicalise(submission.url),
-        platform=detect_platform(submission.url),
+        canonical_url=canonical_url,
+        platform=platform,
         category=submission.category,
         priority=submission.priority,
         case_reference=submission.case_reference,
