@@ -12,6 +12,9 @@ intake's process from /proc. Run: python -m bench.intake_cpu.
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import time
 import uuid
 
@@ -21,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import env_int
 from bench.procs import TICKS, cpu_ticks
+from bench.profile import py_spy
 from bench.records import PLATFORM_URLS
 from bench.stack import running_stack
 from bench.trail import connect_args
@@ -97,6 +101,7 @@ async def over_kafka(bootstrap: str, secret: str, run: str, count: int) -> None:
 async def measure_path(stack, conn, path: str, count: int) -> dict:
     """Send count referrals one way; referrals/s and intake's CPU ms per referral until all are confirmed."""
     pid, run, identity = stack.children["intake"].pid, uuid.uuid4().hex[:8], stack.credentials["agencies"]["NCA"]
+    profiling = _profile(pid, path)
     ticks, started = cpu_ticks(pid), time.perf_counter()
     if path == "http":
         await over_http(stack.url("intake"), identity["token"], run, count, env_int("BENCH_INTAKE_BATCH", 500),
@@ -105,8 +110,22 @@ async def measure_path(stack, conn, path: str, count: int) -> dict:
         await over_kafka(stack.env["KAFKA_BOOTSTRAP_SERVERS"], identity["signing_secret"], run, count)
     await settled(conn, run, count)
     seconds, used_s = time.perf_counter() - started, (cpu_ticks(pid) - ticks) / TICKS
+    if profiling:
+        profiling.send_signal(signal.SIGINT)
+        profiling.wait()
     return {"path": path, "referrals": count, "seconds": round(seconds, 2), "referrals_per_s": round(count / seconds),
             "intake_cpu_ms_per_referral": round(1000 * used_s / count, 3), "intake_cores": round(used_s / seconds, 2)}
+
+
+def _profile(pid: int, path: str) -> subprocess.Popen | None:
+    """py-spy sampling intake while this path runs, its collapsed stacks written to
+    $BENCH_INTAKE_PROFILE/intake-<path>.txt (when that is set)."""
+    folder = os.environ.get("BENCH_INTAKE_PROFILE")
+    if not folder or not (binary := py_spy()):
+        return None
+    return subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", "200", "--format", "raw",
+                             "--output", os.path.join(folder, f"intake-{path}.txt"), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def idle_cores(pid: int, seconds: float = 3.0) -> float:
