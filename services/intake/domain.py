@@ -57,6 +57,7 @@ class Submission(BaseModel):
 
 
 def _split(url: str):
+    """url's parts and its host as compared; ValueError if it is not a public http(s) URL."""
     if "://" not in url:
         url = "https://" + url
     parts = urlsplit(url)
@@ -66,11 +67,18 @@ def _split(url: str):
         raise ValueError("URL must have a host name")
     if any(c.isspace() for c in url):
         raise ValueError("URL must not contain white space")
+    return parts, _public_host(parts.hostname)
+
+
+# Pure, and the same few platforms' hosts come again and again: each host name is checked once
+# (an error is not remembered: a refused host is checked again each time).
+@functools.lru_cache(maxsize=1024)
+def _public_host(hostname: str) -> str:
     # Refused here, not only when fetched, so an agency learns at once; see shared/netpolicy.py.
-    netpolicy.check_host(parts.hostname)
-    if "." not in parts.hostname and netpolicy.parse_address(parts.hostname) is None:
+    netpolicy.check_host(hostname)
+    if "." not in hostname and netpolicy.parse_address(hostname) is None:
         raise ValueError("URL must have a host name")
-    return parts
+    return _host(hostname)
 
 
 def _host(hostname: str) -> str:
@@ -93,7 +101,7 @@ def _platform_of(host: str) -> Platform:
 
 def detect_platform(url: str) -> Platform:
     """The platform that hosts url, by its host name; anything unknown is 'other'."""
-    return _platform_of(_host(_split(url).hostname))
+    return _platform_of(_split(url)[1])
 
 
 def canonicalise(url: str) -> str:
@@ -106,8 +114,7 @@ def canonicalise(url: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def canonical(url: str) -> tuple[str, Platform]:
     """url's canonical form and the platform that hosts it, from one parse; ValueError if it has none."""
-    parts = _split(url.strip())
-    host = _host(parts.hostname)
+    parts, host = _split(url.strip())
     platform = _platform_of(host)
     scheme = parts.scheme.lower()
     if platform is not Platform.other:
