@@ -8,7 +8,9 @@ restarted, retention, a record nobody replayed) is published again with the same
 idempotent on the event id, so a re-drive of an event that had arrived changes nothing.
 
 Rows are claimed FOR UPDATE SKIP LOCKED, never by 'id > last seen' (sequences commit out of
-order): any number of relays share one table.
+order): any number of relays share one table. A relay claims rows and notes them sent in one
+statement (`take`), publishes them, and only then commits: a crash or a failed publish rolls the
+note back, and the rows are due again.
 """
 
 import json
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import (ARRAY, BigInteger, Column, DateTime, Identity, Index, Integer, LargeBinary, MetaData,
+from sqlalchemy import (ARRAY, BigInteger, Boolean, Column, DateTime, Identity, Index, Integer, LargeBinary, MetaData,
                         String, Table, func, select, text)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
@@ -74,15 +76,24 @@ class Outbox:
         self._insert = insert_arrays(table, self.COLUMNS, sent_as={
             "headers": ("VARCHAR", "CAST(headers AS JSONB)"),
             "awaiting": ("VARCHAR", "string_to_array(awaiting, ',')")})  # '' becomes {}
-        self._published = text(
-            f"UPDATE {name} SET published_at = coalesce(published_at, now()), "
-            f"redrives = redrives + CAST(published_at IS NOT NULL AS INT), "
-            f"next_attempt_at = now() + make_interval(secs => :after * power(2, least(redrives, "
-            f"{MAX_BACKOFF_DOUBLINGS}))) WHERE id = ANY(CAST(:ids AS BIGINT[]))")
+        # Never-sent rows first: a backlog of unconfirmed ones must not hold up fresh events. The SET
+        # sees each row as it was: a re-drive is counted, and the next one waits twice as long.
+        self._take = text(
+            f"WITH due AS (SELECT id, published_at IS NOT NULL AS again FROM {name} WHERE next_attempt_at <= now() "
+            f"ORDER BY published_at IS NOT NULL, id LIMIT :limit FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {name} o SET published_at = coalesce(o.published_at, now()), "
+            f"redrives = o.redrives + CAST(due.again AS INT), "
+            f"next_attempt_at = now() + make_interval(secs => :after * power(2, least(o.redrives, "
+            f"{MAX_BACKOFF_DOUBLINGS}))) FROM due WHERE o.id = due.id "
+            f"RETURNING o.id, o.event_id, o.topic, o.key, o.value, o.headers, o.awaiting, o.redrives, due.again"
+        ).columns(*(table.c[c] for c in ("id", "event_id", "topic", "key", "value", "headers", "awaiting",
+                                         "redrives")), again=Boolean)
+        # Which rows it emptied: only those are deleted, by key, and no DELETE runs for a receipt
+        # that leaves each row another reader to wait for.
         self._confirm = text(f"UPDATE {name} SET awaiting = array_remove(awaiting, CAST(:by AS VARCHAR)) "
-                             f"WHERE event_id = ANY(CAST(:ids AS UUID[])) AND CAST(:by AS VARCHAR) = ANY(awaiting)")
-        self._done = text(f"DELETE FROM {name} WHERE id = ANY(ARRAY(SELECT id FROM {name} "
-                          f"WHERE event_id = ANY(CAST(:ids AS UUID[])) AND cardinality(awaiting) = 0))")
+                             f"WHERE event_id = ANY(CAST(:ids AS UUID[])) AND CAST(:by AS VARCHAR) = ANY(awaiting) "
+                             f"RETURNING id, cardinality(awaiting) = 0 AS done")
+        self._done = text(f"DELETE FROM {name} WHERE id = ANY(CAST(:ids AS BIGINT[])) AND cardinality(awaiting) = 0")
 
     async def queue(self, session: AsyncSession, messages: Sequence[Message]) -> None:
         """Queue messages in the caller's transaction, in one statement, to be sent in this order;
@@ -95,28 +106,26 @@ class Outbox:
             "headers": [json.dumps(m.headers) for m in messages],
             "awaiting": [",".join(readers_of(m.topic)) for m in messages]})
 
-    async def claim(self, session: AsyncSession, limit: int) -> list:
-        """Lock up to limit rows due to be sent (new, or not confirmed in time), oldest first,
-        skipping rows another relay holds."""
-        t = self.table
-        # Never-sent rows first: a backlog of unconfirmed ones must not hold up fresh events.
-        stmt = (select(t).where(t.c.next_attempt_at <= func.now())
-                .order_by(t.c.published_at.is_not(None), t.c.id).limit(limit).with_for_update(skip_locked=True))
-        return list(await session.execute(stmt))
+    async def take(self, session: AsyncSession, limit: int, redrive_after_s: float) -> list:
+        """Lock up to limit rows due to be sent (new, or not confirmed in time), never-sent first,
+        skipping rows another relay holds, and note them sent: each is sent again if not confirmed
+        within the bound (doubling each time). In sending order; `again` on a re-drive, `redrives`
+        counting it. The caller publishes them before it commits."""
+        rows = list(await session.execute(self._take, {"limit": limit, "after": redrive_after_s}))
+        rows.sort(key=lambda r: (r.again, r.id))
+        return rows
 
-    async def published(self, session: AsyncSession, rows: Sequence, redrive_after_s: float) -> None:
-        """Note rows as sent: each is sent again if not confirmed within the bound (doubling each time);
-        rows nobody reads are done."""
-        await session.execute(self._published, {"ids": [r.id for r in rows], "after": redrive_after_s})
-        if unread := [r.event_id for r in rows if not r.awaiting]:
+    async def sent(self, session: AsyncSession, rows: Sequence) -> None:
+        """Once rows are published: those nobody reads are done."""
+        if unread := [r.id for r in rows if not r.awaiting]:
             await session.execute(self._done, {"ids": unread})
 
     async def confirm(self, session: AsyncSession, by: str, event_ids: Sequence[str]) -> int:
         """Note that service `by` has the events; delete those every reader has. Rows confirmed."""
-        confirmed = (await session.execute(self._confirm, {"by": by, "ids": list(event_ids)})).rowcount
-        if confirmed:
-            await session.execute(self._done, {"ids": list(event_ids)})
-        return confirmed
+        confirmed = list(await session.execute(self._confirm, {"by": by, "ids": list(event_ids)}))
+        if done := [r.id for r in confirmed if r.done]:
+            await session.execute(self._done, {"ids": done})
+        return len(confirmed)
 
     async def waiting(self, session: AsyncSession, older_than: datetime) -> list:
         """What is unconfirmed since before older_than, per topic and reader: count, oldest, re-drives."""

@@ -33,22 +33,22 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Send one batch of due rows; return how many were sent."""
         async with self.sessions() as session, session.begin():
-            rows = await self.outbox.claim(session, self.batch)
+            rows = await self.outbox.take(session, self.batch, self.redrive_after_s)  # noted sent once committed
             if not rows:
                 return 0
             pending = [await self.broker.publish(r.value, topic=r.topic, key=r.key, headers=r.headers,
                                                  no_confirm=True) for r in rows]
             await asyncio.gather(*pending)
-            crash_point("outbox.after_publish")  # on Kafka; the rows not yet marked sent
-            await self.outbox.published(session, rows, self.redrive_after_s)
-        self._log_redrives([r for r in rows if r.published_at is not None])
+            crash_point("outbox.after_publish")  # on Kafka; the rows' note as sent not yet committed
+            await self.outbox.sent(session, rows)
+        self._log_redrives([r for r in rows if r.again])
         return len(rows)
 
     def _log_redrives(self, again: list) -> None:
         for row in again:
             log.info("referral %s: %s %s published again (re-drive %s), not yet confirmed by %s",
                      row.key.decode(errors="replace"), row.headers.get("ce_type"), row.event_id,
-                     row.redrives + 1, ", ".join(row.awaiting))
+                     row.redrives, ", ".join(row.awaiting))
         self.redriven += len(again)
 
     async def run(self) -> None:

@@ -1,5 +1,6 @@
 """Intake's domain: what a valid submission is, canonical URLs and platform detection. No I/O."""
 
+import functools
 import hashlib
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -56,6 +57,7 @@ class Submission(BaseModel):
 
 
 def _split(url: str):
+    """url's parts and its host as compared; ValueError if it is not a public http(s) URL."""
     if "://" not in url:
         url = "https://" + url
     parts = urlsplit(url)
@@ -65,11 +67,18 @@ def _split(url: str):
         raise ValueError("URL must have a host name")
     if any(c.isspace() for c in url):
         raise ValueError("URL must not contain white space")
+    return parts, _public_host(parts.hostname)
+
+
+# Pure, and the same few platforms' hosts come again and again: each host name is checked once
+# (an error is not remembered: a refused host is checked again each time).
+@functools.lru_cache(maxsize=1024)
+def _public_host(hostname: str) -> str:
     # Refused here, not only when fetched, so an agency learns at once; see shared/netpolicy.py.
-    netpolicy.check_host(parts.hostname)
-    if "." not in parts.hostname and netpolicy.parse_address(parts.hostname) is None:
+    netpolicy.check_host(hostname)
+    if "." not in hostname and netpolicy.parse_address(hostname) is None:
         raise ValueError("URL must have a host name")
-    return parts
+    return _host(hostname)
 
 
 def _host(hostname: str) -> str:
@@ -83,20 +92,30 @@ def _host(hostname: str) -> str:
         raise ValueError("URL host is not a valid domain name") from exc
 
 
-def detect_platform(url: str) -> Platform:
-    """The platform that hosts url, by its host name; anything unknown is 'other'."""
-    host = _host(_split(url).hostname)
+def _platform_of(host: str) -> Platform:
     for domain, platform in PLATFORM_HOSTS.items():
         if host == domain or host.endswith("." + domain):
             return platform
     return Platform.other
 
 
+def detect_platform(url: str) -> Platform:
+    """The platform that hosts url, by its host name; anything unknown is 'other'."""
+    return _platform_of(_split(url)[1])
+
+
 def canonicalise(url: str) -> str:
     """A stable form of url: https for known platforms, lower-case host, no fragment or trackers."""
-    parts = _split(url.strip())
-    host = _host(parts.hostname)
-    platform = detect_platform(url.strip())
+    return canonical(url)[0]
+
+
+# Validating a submission canonicalises its URL and building its event needs the result again,
+# with no await in between (a batch is at most 1,000): remembered, the URL is parsed once, not twice.
+@functools.lru_cache(maxsize=4096)
+def canonical(url: str) -> tuple[str, Platform]:
+    """url's canonical form and the platform that hosts it, from one parse; ValueError if it has none."""
+    parts, host = _split(url.strip())
+    platform = _platform_of(host)
     scheme = parts.scheme.lower()
     if platform is not Platform.other:
         scheme = "https"
@@ -115,7 +134,7 @@ def canonicalise(url: str) -> str:
         host, query, path = "youtube.com", [("v", path.strip("/")), *query], "/watch"
     if len(path) > 1:
         path = path.rstrip("/")
-    return urlunsplit((scheme, host, path, urlencode(sorted(query)), ""))
+    return urlunsplit((scheme, host, path, urlencode(sorted(query)), "")), platform
 
 
 def _tracking(param: str) -> bool:
@@ -127,12 +146,13 @@ def to_referral(
     submission: Submission, agency: str, now: datetime, via: str, referral_id: UUID | None = None
 ) -> ReferralSubmitted:
     """The referral.submitted data for a valid submission made by agency (the authenticated one)."""
+    canonical_url, platform = canonical(submission.url)
     return ReferralSubmitted(
         referral_id=referral_id or uuid4(),
         agency=agency,
         url=submission.url,
-        canonical_url=canonicalise(submission.url),
-        platform=detect_platform(submission.url),
+        canonical_url=canonical_url,
+        platform=platform,
         category=submission.category,
         priority=submission.priority,
         case_reference=submission.case_reference,
