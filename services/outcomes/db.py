@@ -73,8 +73,8 @@ async def save_states(session: AsyncSession, states: dict[UUID, dict]) -> None:
     rows = []
     for rid, state in states.items():
         row = [rid, *(state.get(c) for c in SAVED)]
-        for i in json_at:  # sent as JSON text: the JSONB codec takes text
-            row[i + 1] = json.dumps(row[i + 1])
+        for i in json_at:  # sent as JSON text: the JSONB codec takes text (most anomalies lists are empty)
+            row[i + 1] = json.dumps(row[i + 1]) if row[i + 1] else "[]"
         rows.append(row)
     await session.execute(STAGE_STATES)
     await copy_records(session, staged_states, staged_states.c.keys(), rows)
