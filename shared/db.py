@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import asyncpg.exceptions
@@ -11,7 +11,8 @@ from alembic.config import Config
 from sqlalchemy import Table, TextClause, event, pool, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,47 @@ def insert_arrays(table: Table, columns: Sequence[str], then: str = "",
     arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, types))
     return text(f"INSERT INTO {table.fullname} ({', '.join(names)}) SELECT {', '.join(values)} "
                 f"FROM unnest({arrays}) WITH ORDINALITY AS u ({', '.join(names)}, _ord) ORDER BY _ord {then}")
+
+
+async def copy_records(session: AsyncSession, table: Table, columns: Sequence[str], records: Iterable[tuple]) -> None:
+    """COPY rows (tuples in the order of columns) into table, in the session's transaction.
+
+    Binary COPY through the session's own asyncpg connection: no per-value work in SQLAlchemy and
+    no array checks in asyncpg. The transaction must have begun in the database already (a
+    statement run in it): a COPY outside one would commit on its own. Errors come out as
+    SQLAlchemy's would (a DBAPIError, the connection invalidated when it broke), so callers and
+    is_transient (shared/reliability.py) treat them alike.
+    """
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        raise RuntimeError(f"COPY into {table.fullname} outside a transaction begun in the database: it would "
+                           "commit on its own; run a statement in the transaction first")
+    try:
+        await driver.copy_records_to_table(table.name, schema_name=table.schema, columns=list(columns),
+                                           records=records)
+    except (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.InternalClientError) as error:
+        raise await _as_dbapi_error(connection, driver, f"COPY {table.fullname} FROM STDIN", error) from error
+
+
+async def _as_dbapi_error(connection: AsyncConnection, driver, statement: str, error: Exception) -> DBAPIError:
+    """error, from a call made on the driver connection itself, as SQLAlchemy would have raised it.
+
+    Wrapped in the dialect's DB-API exception of the same kind (the mapping SQLAlchemy's asyncpg
+    dialect uses), then in SQLAlchemy's; a connection that broke (closed, or left in a state no
+    statement can follow, see discard_broken_connections) is invalidated, as SQLAlchemy does on a
+    disconnect, so the pool never hands it out again.
+    """
+    dbapi = connection.dialect.loaded_dbapi
+    kind = next((k for k in type(error).__mro__ if k in dbapi._asyncpg_error_translate), None)
+    orig = dbapi._asyncpg_error_translate[kind](error.args[0] if error.args else str(error), error) if kind \
+        else dbapi.Error(str(error), error)
+    broken = driver.is_closed() or isinstance(error, asyncpg.exceptions.InternalClientError)
+    if broken:
+        await connection.invalidate(error)
+    return DBAPIError.instance(statement, None, orig, dbapi.Error, hide_parameters=True,
+                               connection_invalidated=broken, dialect=connection.dialect)
 
 
 def _unbounded(column_type):

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outcomes import chain
 from services.outcomes.chain import Checkpoint, Finding
-from shared.db import insert_arrays
+from shared.db import copy_records
 from shared.events import Event
 
 SCHEMA = "outcomes"
@@ -48,10 +48,6 @@ audit_head = Table(
 HEAD_ID = 1
 CHAINED = ("position", "event_id", "referral_id", "event_type", "occurred_at", "actor", "credential", "source",
            "schema_version", "data", "prev_hash", "hash")  # every column but recorded_at, which the database sets
-LINKS = ("position", "prev_hash", "hash")
-# data is sent as the canonical JSON of the event's data: the very text that was hashed (within
-# the row's), written once; the database parses it into the JSONB column.
-INSERT_CHAINED = insert_arrays(audit_events, CHAINED, sent_as={"data": ("TEXT", "CAST(data AS JSONB)")})
 RECORDED = text(f"SELECT event_id FROM {SCHEMA}.audit_events WHERE event_id = ANY(CAST(:ids AS UUID[]))")
 
 
@@ -98,14 +94,15 @@ async def append(session: AsyncSession, events: list[Event]) -> list[Event]:
     rows = [event_row(event) for event in new]
     data = [chain.data_json(row["data"]) for row in rows]  # each event's data serialised once, then reused
     bodies = [chain.canonical_with_data(row, text) for row, text in zip(rows, data, strict=True)]
-    positions, prev_hashes, hashes = map(list, zip(*chain.links((locked.position, bytes(locked.hash)), bodies),
-                                                   strict=True))
-    # One statement for the batch, each column an array: no per-row work in SQLAlchemy.
-    values = {column: [row[column] for row in rows] for column in CHAINED if column not in ("data", *LINKS)}
-    await session.execute(INSERT_CHAINED, {**values, "position": positions, "prev_hash": prev_hashes, "hash": hashes,
-                                           "data": data})
+    linked = list(chain.links((locked.position, bytes(locked.hash)), bodies))
+    # By COPY, in this transaction: data goes as the very text that was hashed, parsed into JSONB there.
+    await copy_records(session, audit_events, CHAINED, [
+        (position, row["event_id"], row["referral_id"], row["event_type"], row["occurred_at"], row["actor"],
+         row["credential"], row["source"], row["schema_version"], text, prev_hash, row_hash)
+        for row, text, (position, prev_hash, row_hash) in zip(rows, data, linked, strict=True)])
+    last_position, _, last_hash = linked[-1]
     await session.execute(update(audit_head).where(audit_head.c.id == HEAD_ID)
-                          .values(position=positions[-1], hash=hashes[-1]))
+                          .values(position=last_position, hash=last_hash))
     return new
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outcomes.audit import audit_events
 from services.outcomes.domain import CURSOR
-from shared.db import insert_arrays
+from shared.db import copy_records
 from shared.events import EVENT_TYPES, Event
 
 SCHEMA = "outcomes"
@@ -41,11 +41,16 @@ referrals = Table(
 STATE_COLUMNS = (*TEXT_COLUMNS, *TIME_COLUMNS, "overdue", "dispatches", "reachable", "transitions", "anomalies")
 JSON_COLUMNS = ("transitions", "anomalies")
 SAVED = (*STATE_COLUMNS, *CURSOR)
-# JSON columns sent as text they are cast from: no encoder called in Python for every element.
-UPSERT_STATES = insert_arrays(referrals, ("referral_id", *SAVED),
-                              "ON CONFLICT (referral_id) DO UPDATE SET "
-                              + ", ".join(f"{c} = EXCLUDED.{c}" for c in SAVED),
-                              sent_as={c: ("TEXT", f"CAST({c} AS JSONB)") for c in JSON_COLUMNS})
+# States are COPYed into a temporary table of the connection (emptied at every commit), then
+# upserted from it in one statement: no per-value work in SQLAlchemy, no array checks in asyncpg.
+STAGED = "outcomes_referral_states"
+STAGE_STATES = text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGED} ON COMMIT DELETE ROWS AS "
+                    f"SELECT referral_id, {', '.join(SAVED)} FROM {referrals.fullname} WITH NO DATA")
+staged_states = Table(STAGED, MetaData(), Column("referral_id", PgUUID(as_uuid=True)),
+                      *(Column(c, referrals.c[c].type) for c in SAVED))
+UPSERT_STATES = text(f"INSERT INTO {referrals.fullname} (referral_id, {', '.join(SAVED)}) "
+                     f"SELECT referral_id, {', '.join(SAVED)} FROM {STAGED} "
+                     "ON CONFLICT (referral_id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in SAVED))
 LOAD_STATES = select(referrals.c.referral_id, *(referrals.c[c] for c in SAVED)).where(
     referrals.c.referral_id == any_(bindparam("ids", type_=ARRAY(PgUUID(as_uuid=True)))))
 HISTORY = text(f"SELECT event_id, referral_id, event_type, occurred_at, actor, source, CAST(data AS TEXT) AS data "
@@ -60,13 +65,20 @@ async def load_states(session: AsyncSession, referral_ids: list[UUID]) -> dict[U
 
 
 async def save_states(session: AsyncSession, states: dict[UUID, dict]) -> None:
-    """Write referrals' states (and the last event folded into each) in one statement, creating rows the first time."""
+    """Write referrals' states (and the last event folded into each) in the session's transaction,
+    creating rows the first time. The transaction must have begun in the database already."""
     if not states:
         return
-    values = {c: [state.get(c) for state in states.values()] for c in SAVED}
-    for c in JSON_COLUMNS:
-        values[c] = [json.dumps(v) for v in values[c]]
-    await session.execute(UPSERT_STATES, {"referral_id": list(states), **values})
+    json_at = [SAVED.index(c) for c in JSON_COLUMNS]
+    rows = []
+    for rid, state in states.items():
+        row = [rid, *(state.get(c) for c in SAVED)]
+        for i in json_at:  # sent as JSON text: the JSONB codec takes text (most anomalies lists are empty)
+            row[i + 1] = json.dumps(row[i + 1]) if row[i + 1] else "[]"
+        rows.append(row)
+    await session.execute(STAGE_STATES)
+    await copy_records(session, staged_states, staged_states.c.keys(), rows)
+    await session.execute(UPSERT_STATES)
 
 
 async def history_events(session: AsyncSession, referral_ids: list[UUID],
