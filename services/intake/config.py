@@ -18,7 +18,7 @@ class IntakeSettings(OutboxSettings):
         86_400.0, ge=3600, description="How long the webhook-ids of accepted records are remembered, from when they "
         "were signed, to refuse replays; keep it longer than any backlog on referrals.inbound.")
     backpressure_max_backlog: int = Field(
-        1000, ge=1, description="Work accepted and not yet dispatched (intake's events the dispatcher has not routed, "
+        5000, ge=1, description="Work accepted and not yet dispatched (intake's events the dispatcher has not routed, "
         "plus reports waiting on the platforms' lanes) at which intake answers 429 and pauses referrals.inbound. "
         "Size it as what the dispatcher delivers in about half REDRIVE_AFTER_S (docs/operations.md, Backpressure).")
     backpressure_resume_fraction: float = Field(
