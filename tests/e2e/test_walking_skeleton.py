@@ -139,3 +139,20 @@ async def test_referrals_over_http_and_kafka_are_decided_with_their_history_kept
 async def _decided_for(client: httpx.AsyncClient, outcomes: str, agency: str) -> list | None:
     response = await client.get(f"{outcomes}/v1/referrals", params={"agency": agency, "status": "decided"})
     return response.json()["items"] or None
+
+
+def test_seed_waits_until_every_referral_it_made_is_decided(stack):
+    """`takedown seed --wait` refers a set over the batch API with the agency's demo key and returns only once
+    the outcomes service reports every one of them decided."""
+    env = {**stack.env, "TAKEDOWN_DATA_DIR": str(stack.data_dir)}
+    done = subprocess.run([sys.executable, "-m", "services.cli", "seed", "--facebook", "40", "--youtube", "20",
+                           "--intake", stack.url("intake"), "--outcomes", stack.url("outcomes"), "--wait",
+                           "--timeout", "120"], env=env, capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stderr
+    assert "referred 60 pages as agency 'NCA'" in done.stdout and "all 60 decided" in done.stdout
+    report = httpx.get(f"{stack.url('outcomes')}/v1/reports/attrition", params={"agency": "NCA"},
+                       headers=bearer(stack.token("auditor")), timeout=10).json()
+    by_platform = {row["platform"]: row for row in report["rows"]}
+    assert (by_platform["facebook"]["removed"], by_platform["youtube"]["removed"]) == (40, 20)
+    assert stack.stop() == []
