@@ -2,8 +2,8 @@
 
 Every record is committed only after what came of it is stored or published (a delivery owed,
 an event in the outbox, a retry, a dead letter). A lane takes records in batches, delivers them
-concurrently, up to its adapter's cap on deliveries in flight, and records what came of the
-whole batch in one transaction.
+concurrently, up to its adapter's cap on deliveries in flight, and records what came of each as
+soon as it ends, in one transaction with those ending meanwhile; the batch is committed once all are.
 """
 
 import asyncio
@@ -111,13 +111,22 @@ def _register_lane(broker: KafkaBroker, service: DispatchService, platform: str,
             due[:] = await service.take(records)
 
         await until_done(take, f"taking {len(records)} records on {platform}")
-        attempts = await asyncio.gather(*(_attempt(service, r) for r in due))
-        await service.conclude([a for a in attempts if a is not None])
+        ended = await asyncio.gather(*(deliver_and_record(service, r) for r in due), return_exceptions=True)
+        failures = [e for e in ended if e is not None]
+        if failures:  # all the others ended first: none still under way when the batch is read again
+            raise failures[0]
 
     @broker.subscriber(topics.retry_lane(platform), **{**options, "group_id": topics.retry_group(platform)},
                        description=f"Deliveries to {platform} waiting for their next attempt.")
     async def release(msg: KafkaMessage) -> None:
         await service.release(platform, as_record(msg.raw_message, msg.headers))
+
+
+async def deliver_and_record(service: DispatchService, record: Record) -> None:
+    """Attempt one delivery of a lane batch and record what came of it."""
+    attempt = await _attempt(service, record)
+    if attempt is not None:
+        await service.record(attempt)
 
 
 async def _attempt(service: DispatchService, record: Record) -> Attempt | None:

@@ -2,8 +2,10 @@
 report, or an agency's answer to a platform's question), put it on its platform's lane, deliver
 it, and record what came of it. What platforms answer back: decisions.py.
 
-A lane batch is taken in one transaction, delivered concurrently (up to the lane's cap on
-deliveries in flight), and what came of all of it recorded in one more (recording.py).
+A lane batch is taken in one transaction and delivered concurrently (up to the lane's cap on
+deliveries in flight); each attempt is recorded as soon as it ends, in one transaction with the
+others ending meanwhile (recording.py, a group commit): a delivery held back by its platform's
+Retry-After or circuit never holds back what came of the others.
 
 Every delivery is a row in Postgres (deliveries.py) before its lane record is published, and its
 events go through the outbox in the transaction that changes its state: losing any Kafka record
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.dispatcher import db, domain, recording
+from services.dispatcher.accumulator import Accumulator
 from services.dispatcher.adapters.base import DecisionMode, DeliveryError, PlatformAdapter
 from services.dispatcher.adapters.registry import AdapterRegistry, UnknownPlatform
 from services.dispatcher.deliveries import ANSWER, REPORT, Owed
@@ -44,6 +47,7 @@ class DispatchService:
                  engine: AsyncEngine, timing: Timing = Timing(), wake_relay=lambda: None):
         self.registry, self.lanes, self.outbound, self.engine = registry, lanes, outbound, engine
         self.timing, self.wake_relay = timing, wake_relay
+        self._recording: Accumulator[Attempt, None] = Accumulator(self._conclude_group, size=256, wait_s=0.005)
 
     async def route(self, wanted: Sequence[tuple[Event, Record]]) -> None:
         """Remember the deliveries a batch of events asks for (one transaction), then put the due
@@ -134,15 +138,22 @@ class DispatchService:
         result = await lane.forward(ticket.ticket_id, event.data, str(event.id), event.referral_id, record.attempt)
         return Attempt(event, record, result, lane.adapter.slug, platform, ticket.ticket_id)
 
+    async def record(self, attempt: Attempt) -> None:
+        """Record an attempt once it ends, together with those ending meanwhile; raises what recording
+        them raised."""
+        await self._recording.submit(attempt)
+
+    async def _conclude_group(self, attempts: list[Attempt]) -> list[None]:
+        await self.conclude(attempts)
+        return [None] * len(attempts)
+
     async def conclude(self, attempts: Sequence[Attempt]) -> None:
         """Record what came of a lane batch's attempts in one transaction (dead letters of those given
         up published first), then park the retries on their retry topic."""
         reported = sum(a.reported for a in attempts)
         for _ in range(reported):
             crash_point("dispatcher.reported")  # the platform has it; nothing of it stored or published
-        gave_up = [a for a in attempts if isinstance(a.result, GaveUp)]
-        await until_done(lambda: asyncio.gather(*(self.outbound.dead_letter(a.record, a.result.reason)
-                                                  for a in gave_up)), f"dead-lettering {len(gave_up)} deliveries")
+        await asyncio.gather(*(self._dead_letter(a) for a in attempts if isinstance(a.result, GaveUp)))
         stored = await self._store_all(attempts)
         self.wake_relay()
         retries = [a for a in stored if isinstance(a.result, RetryLater)]
@@ -151,6 +162,18 @@ class DispatchService:
             f"parking {len(retries)} deliveries")
         for _ in range(reported):
             crash_point("dispatcher.published")  # recorded; the lane's offset not yet committed
+
+    async def _dead_letter(self, attempt: Attempt) -> None:
+        """Publish a given-up delivery's dead letter, waiting out outages. A dead letter that cannot be
+        published otherwise is logged, not raised: the failure is stored in Postgres all the same (its
+        delivery failed, its event in the outbox), and raising would send the batch round again."""
+        record = attempt.record
+        try:
+            await until_done(lambda: self.outbound.dead_letter(record, attempt.result.reason),
+                             f"dead-lettering {record.topic}/{record.partition}/{record.offset}")
+        except Exception:  # noqa: BLE001 - see above: its failure is recorded in Postgres
+            log.exception("dead letter of %s/%s/%s (referral %s) not published; its failure is recorded",
+                          record.topic, record.partition, record.offset, attempt.event.referral_id)
 
     async def _store_all(self, attempts: Sequence[Attempt]) -> list[Attempt]:
         """Store the attempts in one transaction, waiting out outages; if that fails otherwise, one by

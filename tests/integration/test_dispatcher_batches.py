@@ -1,5 +1,6 @@
 """Batches against a real database, without Kafka (a recording broker): what came of a lane batch is
-recorded in one transaction, a record that cannot be stored fails alone, and callbacks arriving
+recorded in one transaction, a delivery held up never holds back what came of the others, a record
+that cannot be stored fails alone, and callbacks arriving
 together are recorded together, each answered on its own."""
 
 import asyncio
@@ -15,7 +16,7 @@ from services.dispatcher.adapters.registry import AdapterRegistry
 from services.dispatcher.app import MIGRATIONS
 from services.dispatcher.decisions import Decisions, UnknownTicket
 from services.dispatcher.deliveries import DECIDED, FAILED, REPORT, REPORTED, Owed
-from services.dispatcher.handlers import parse_delivery
+from services.dispatcher.handlers import deliver_and_record, parse_delivery
 from services.dispatcher.lanes import Lane, RetryPolicy
 from services.dispatcher.outbound import ATTEMPT, Outbound, Record
 from services.dispatcher.resilience import CircuitBreaker, TokenBucket
@@ -24,6 +25,7 @@ from shared import db as shared_db
 from shared import topics
 from shared.events import Event, Platform, ReferralSubmitted, to_kafka
 from tests.fakes import DELIVERY, SIGNATURE, FakeAdapter, RecordingBroker, referral, removal
+from tests.support import eventually
 
 
 class ByCase(FakeAdapter):
@@ -39,6 +41,20 @@ class ByCase(FakeAdapter):
         if isinstance(answer, DeliveryError):
             raise answer
         return Receipt(ticket_id=answer, answer=removal(answer, referral.referral_id))
+
+
+class HeldBack(ByCase):
+    """ByCase, but the referral of case "held" is answered only once `release` is set (a platform's
+    Retry-After, an open circuit or a slow answer)."""
+
+    def __init__(self, answers: dict[str, str | DeliveryError]):
+        super().__init__(answers)
+        self.release = asyncio.Event()
+
+    async def submit(self, referral: ReferralSubmitted) -> Receipt:
+        if referral.case_reference == "held":
+            await self.release.wait()
+        return await super().submit(referral)
 
 
 @pytest.fixture
@@ -124,6 +140,23 @@ async def test_what_came_of_a_lane_batch_is_recorded_in_one_transaction(engine):
     async with engine.connect() as conn:
         tickets = dict((await conn.execute(select(db.tickets.c.ticket_id, db.tickets.c.status))).all())
     assert tickets == {"T1": db.DECIDED, "T4": db.DECIDED}
+
+
+async def test_a_delivery_held_up_does_not_hold_back_what_came_of_the_rest_of_its_batch(engine):
+    adapter = HeldBack({"quick": "T1", "held": "T2"})
+    service = service_for(engine, adapter, RecordingBroker())
+    quick, held = await owed(engine, "quick", "held")
+    batch = asyncio.gather(*(deliver_and_record(service, r) for r in await service.take([quick, held])))
+
+    async def quick_recorded():
+        return (await deliveries(engine))[quick.headers["ce_id"]][0] == DECIDED
+
+    await eventually(quick_recorded, 10, "the quick delivery's outcome while the held one waits")
+    assert (await deliveries(engine))[held.headers["ce_id"]][0] == "due"
+    assert not batch.done(), "the batch (its offsets) is not done before every delivery is recorded"
+    adapter.release.set()
+    await batch
+    assert (await deliveries(engine))[held.headers["ce_id"]] == (DECIDED, "T2", 1)
 
 
 async def test_a_delivery_that_cannot_be_stored_is_given_up_alone_and_the_rest_of_its_batch_recorded(engine):

@@ -166,8 +166,8 @@ def evidence_hashes(supplied: InformationSupplied) -> list[str]:
 class HttpAdapter(PlatformAdapter):
     """A PlatformAdapter over HTTP: one client session, non-2xx answers raised as DeliveryError.
 
-    The session keeps connections alive, at most max_in_flight to the platform (the lane's cap on
-    reports under way), follows no redirect and keeps no cookie. With api_key_header set, every
+    The session keeps connections alive (as many as the lane's reports and the polls under way),
+    follows no redirect and keeps no cookie. With api_key_header set, every
     request carries the config's api_key in that header.
     """
 
@@ -184,10 +184,15 @@ class HttpAdapter(PlatformAdapter):
     def session(self) -> aiohttp.ClientSession:
         """The adapter's client session, made on first use (in the loop that serves the adapter)."""
         if self._session is None:
-            wait = self.config.timeout_s  # for a connection (a free one included) and for each read
+            # No pool limit: the lane's semaphore (max_in_flight) bounds deliveries and poll_due its polls;
+            # a pool of max_in_flight made polls and deliveries queue for connections, and aiohttp counts
+            # that queueing as a connect timeout, which the breaker took for a failing platform. So the
+            # timeout is for connecting (sock_connect) and each read, never for waiting on the pool.
+            # trust_env: HTTP(S)_PROXY honoured, as httpx did.
+            wait = self.config.timeout_s
             self._session = aiohttp.ClientSession(
-                headers=self.headers, connector=aiohttp.TCPConnector(limit=self.config.max_in_flight),
-                timeout=aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait, sock_read=wait),
+                headers=self.headers, connector=aiohttp.TCPConnector(limit=0), trust_env=True,
+                timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=wait, sock_read=wait),
                 cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
