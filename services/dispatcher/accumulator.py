@@ -50,6 +50,8 @@ class Accumulator(Generic[T, R]):
     async def _handle(self, group: list[tuple[T, asyncio.Future]]) -> None:
         try:
             results: Sequence[R | Exception] = await self.handle([item for item, _ in group])
+            if len(results) != len(group):  # a bug in handle: fail every caller rather than leave one waiting
+                raise RuntimeError(f"{len(results)} results for {len(group)} items")
         except Exception as exc:  # noqa: BLE001 - each caller gets it: none is left waiting
             results = [exc] * len(group)
         except BaseException:  # cancelled (the service stops): so are the callers

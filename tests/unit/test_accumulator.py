@@ -74,3 +74,12 @@ async def test_a_caller_that_goes_away_does_not_hold_up_the_others():
     assert await staying == 4
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_a_handler_answering_the_wrong_number_of_items_fails_every_caller_instead_of_leaving_one_waiting():
+    async def short(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    batch = Accumulator(short, size=10, wait_s=0.001)
+    outcomes = await asyncio.wait_for(asyncio.gather(batch.submit(1), batch.submit(2), return_exceptions=True), 5)
+    assert [type(o) for o in outcomes] == [RuntimeError, RuntimeError]
