@@ -91,9 +91,10 @@ async def copy_records(session: AsyncSession, table: Table, columns: Sequence[st
 
     Binary COPY through the session's own asyncpg connection: no per-value work in SQLAlchemy and
     no array checks in asyncpg. The transaction must have begun in the database already (a
-    statement run in it): a COPY outside one would commit on its own. Errors come out as
-    SQLAlchemy's would (a DBAPIError, the connection invalidated when it broke), so callers and
-    is_transient (shared/reliability.py) treat them alike.
+    statement run in it): a COPY outside one would commit on its own. Errors of the database or
+    the connection come out as SQLAlchemy's would (a DBAPIError, the connection invalidated when it
+    broke), so callers and is_transient (shared/reliability.py) treat them alike; a value the binary
+    encoder refuses is raised as asyncpg raises it (TypeError, OverflowError...), not transient.
     """
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
