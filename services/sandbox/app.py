@@ -10,11 +10,10 @@ import contextlib
 import logging
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from services.sandbox import admin, content, domain
-from services.sandbox.callbacks import CALLBACK_CONNECTIONS, CALLBACK_TIMEOUT_S, Decider
+from services.sandbox.callbacks import Decider, callback_session
 from services.sandbox.config import SandboxSettings
 from services.sandbox.dialects import meta, tiktok, webhook, x, youtube
 from services.sandbox.mailbox import Mailbox
@@ -70,8 +69,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
             await mailbox.start(settings.sandbox_host, settings.sandbox_smtp_port)
             log.info("sandbox mailbox (SMTP) listening on %s:%s", settings.sandbox_host, settings.sandbox_smtp_port)
         try:
-            limits = httpx.Limits(max_connections=CALLBACK_CONNECTIONS, max_keepalive_connections=CALLBACK_CONNECTIONS)
-            async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_S, limits=limits) as client:
+            async with callback_session() as client:
                 sandbox.decider.client = client
                 with remembered(sandbox, settings.sandbox_state_file):
                     log.info("sandbox ready: personas %s, policy override %s, delay override %s, seed %r",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.sandbox import domain
 from services.sandbox.personas import Persona
@@ -38,11 +38,19 @@ log = logging.getLogger(__name__)
 CALLBACK_GIVE_UP_S = 600.0  # how long a callback is retried before it is abandoned
 CALLBACK_BACKOFF_CAP_S = 5.0
 CALLBACK_TIMEOUT_S = 5.0
-# Callbacks posted at once, and connections kept for them. httpx's pool walks its connections (and
-# every queued request) whenever a request comes or goes: with a hundred connections and callbacks
-# queuing for them, that work grew until the sandbox answered nothing else (a dispatcher reporting
-# a few hundred a second). Fewer, and no queue inside the pool, keep it small.
+# Callbacks posted at once, and connections kept alive for them; the others wait their turn.
 CALLBACK_CONNECTIONS = 16
+
+
+def callback_session() -> aiohttp.ClientSession:
+    """The client callbacks are posted with: aiohttp's, as the dispatcher's adapters use (httpx's pool
+    walks all its connections whenever a request comes or goes: most of the sandbox's CPU went there).
+    No redirect is followed (deliver() says so per post), no cookie kept."""
+    wait = CALLBACK_TIMEOUT_S
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CALLBACK_CONNECTIONS),
+        timeout=aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait, sock_read=wait),
+        cookie_jar=aiohttp.DummyCookieJar())
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class Decider:
                  store: Store | None = None):
         self.personas, self.seed, self.notifiers = personas, seed, notifiers
         self.store = store if store is not None else Store()
-        self.client: httpx.AsyncClient | None = None
+        self.client: aiohttp.ClientSession | None = None
         self.posting = asyncio.Semaphore(CALLBACK_CONNECTIONS)  # callbacks wait here, not in the client's pool
         self.tasks: set[asyncio.Task] = set()
         self.deciding: set[str] = set()  # tickets answered and waiting out their delay before the decision
@@ -201,16 +209,11 @@ class Decider:
         deadline, attempt = time.monotonic() + give_up_s, 0
         while True:
             attempt += 1
-            headers = {"Content-Type": "application/json", **callback.headers(callback.body)}
-            try:
-                async with self.posting:
-                    response = await self.client.post(callback.url, content=callback.body, headers=headers)
-                if response.is_success:
-                    log.info("ticket %s: callback delivered to %s", ticket_id, callback.url)
-                    return True
-                problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                problem = repr(exc)
+            async with self.posting:
+                problem = await self._post(callback)
+            if problem is None:
+                log.info("ticket %s: callback delivered to %s", ticket_id, callback.url)
+                return True
             log.warning("ticket %s: callback to %s failed (attempt %s): %s", ticket_id, callback.url, attempt, problem)
             pause = spaced_backoff(attempt, cap=CALLBACK_BACKOFF_CAP_S)
             if time.monotonic() + pause > deadline:
@@ -219,6 +222,17 @@ class Decider:
         log.error("ticket %s: callback to %s abandoned after %s attempts in %ss", ticket_id, callback.url,
                   attempt, give_up_s)
         return False
+
+    async def _post(self, callback: Callback) -> str | None:
+        """Post callback once: None if it was answered 2xx, else what went wrong."""
+        headers = {"Content-Type": "application/json", **callback.headers(callback.body)}
+        try:
+            async with self.client.post(callback.url, data=callback.body, headers=headers,
+                                        allow_redirects=False) as response:
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return repr(exc)
+        return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
     async def cancel_pending(self) -> None:
         """Cancel every decision and delivery not yet done and wait for the tasks to end."""
