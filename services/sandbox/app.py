@@ -51,6 +51,27 @@ def remembered(sandbox: Sandbox, path: Path | None):
         state.close()
 
 
+class WrittenBeforeAnswered:
+    """ASGI middleware: what the sandbox changed is written to its state file before any answer goes
+    out (its changes are otherwise written at the end of the event loop's tick), so that a 201 is
+    never given for a ticket a SIGKILL could still lose."""
+
+    def __init__(self, app, sandbox: Sandbox):
+        self.app, self.sandbox = app, sandbox
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def written_then_sent(message) -> None:
+            if message["type"] == "http.response.start":
+                self.sandbox.journal.flush()
+            await send(message)
+
+        await self.app(scope, receive, written_then_sent)
+
+
 def create_app(settings: SandboxSettings) -> FastAPI:
     """Build the sandbox; its HTTP client for callbacks exists only while the app runs."""
     personas = effective_personas(settings)
@@ -91,6 +112,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(content.router)
     limit_body(app, settings.max_body_bytes)
+    app.add_middleware(WrittenBeforeAnswered, sandbox=sandbox)
 
     @app.get("/mailbox", tags=["operations"])
     async def mailbox_stats() -> dict:
