@@ -52,9 +52,9 @@ def remembered(sandbox: Sandbox, path: Path | None):
 
 
 class WrittenBeforeAnswered:
-    """ASGI middleware: what the sandbox changed is written to its state file before any answer goes
-    out (its changes are otherwise written at the end of the event loop's tick), so that a 201 is
-    never given for a ticket a SIGKILL could still lose."""
+    """ASGI middleware: an answer starts to go out once what the sandbox changed before it is written
+    to its state file (at the end of the event loop's tick, with the tick's other changes), so that
+    a 201 is never given for a ticket a SIGKILL could still lose."""
 
     def __init__(self, app, sandbox: Sandbox):
         self.app, self.sandbox = app, sandbox
@@ -66,7 +66,7 @@ class WrittenBeforeAnswered:
 
         async def written_then_sent(message) -> None:
             if message["type"] == "http.response.start":
-                self.sandbox.journal.flush()
+                await self.sandbox.journal.written()
             await send(message)
 
         await self.app(scope, receive, written_then_sent)

@@ -38,8 +38,8 @@ class Journal:
     def expire(self, now: float) -> None:
         """Tokens and webhook-ids expired by now (unix seconds) are of no more use."""
 
-    def flush(self) -> None:
-        """Write down whatever is not written yet: called before each answer goes out."""
+    async def written(self) -> None:
+        """Return once every change made so far is written down: awaited before each answer goes out."""
 
     def cleared(self) -> None:
         """POST /reset: every ticket, key, counter, taken-down URL and webhook-id forgotten (not tokens)."""

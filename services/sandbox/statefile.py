@@ -4,11 +4,11 @@ SQLite (the standard library's sqlite3), written as it changes rather than as a 
 now and then: a platform that answered 201 must know the ticket after any restart, SIGKILL
 included, because the dispatcher polls it by id (a 404 is final for it) and re-drives a report
 with the same Idempotency-Key expecting the first ticket back. A snapshot would lose whatever
-changed since its last write. With an event loop running, the changes of one tick are written
-together, in one transaction, before any answer goes out (flush(), which the app calls as a
-response starts) or at the end of the tick, whichever comes first: a report's ticket, its
-counters and its decision cost one commit, not one each, and nothing is answered before what
-it changed is written. Each transaction is all-or-nothing however the process dies, so the file
+changed since its last write. With an event loop running, the changes of one tick (of every
+request served in it, and whatever else ran) are written together at its end, in one
+transaction, and an answer starts to go out only once what was changed before it is written
+(written(), which the app awaits as a response starts): a ticket, its counters and its decision
+cost one commit among many, not one each, and nothing is answered before it is on file. Each transaction is all-or-nothing however the process dies, so the file
 is never torn. synchronous=NORMAL: what a killed process wrote is kept; only a power cut may
 lose the last few.
 
@@ -67,7 +67,7 @@ class StateFile(Journal):
 
     def __init__(self, path: Path):
         self.path = path
-        self.flush_scheduled = False
+        self.tick: asyncio.Future | None = None  # the end of this tick, when changes are pending: its problem
         self._forget_pending()
         self.db = sqlite3.connect(path, isolation_level=None)  # autocommit: each statement is a transaction
         try:
@@ -156,24 +156,36 @@ class StateFile(Journal):
         self._due()
 
     def _due(self) -> None:
-        """Write what is pending at the end of this tick (or before, at the next answer); at once
-        when no event loop runs."""
-        if self.flush_scheduled:
+        """Write what is pending at the end of this tick; at once when no event loop runs."""
+        if self.tick is not None:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self.flush_scheduled = True
+        self.tick = loop.create_future()
         loop.call_soon(self._flush_at_end_of_tick)
 
     def _flush_at_end_of_tick(self) -> None:
-        self.flush_scheduled = False
+        tick, self.tick = self.tick, None
         try:
             self.flush()
-        except sqlite3.Error:  # kept pending: the next answer's flush tries again, and fails the answer
+        except sqlite3.Error as exc:  # kept pending but for a broken constraint; the answers waiting fail
             log.exception("sandbox state file %s: writing the last changes failed", self.path)
+            tick.set_result(exc)
+        else:
+            tick.set_result(None)
+
+    async def written(self) -> None:
+        """Return once every change made so far is written: at the end of this tick, with every other
+        change of the tick, in one transaction. Raises what kept them from being written."""
+        if self.tick is not None:
+            problem = await asyncio.shield(self.tick)  # shared by every answer of the tick
+            if problem is not None:
+                raise problem
+        else:
+            self.flush()  # nothing pending, unless the end of a tick failed to write it: now, or raise
 
     def flush(self) -> None:
         """Write every change not written yet, in one transaction. On failure they stay pending (the
