@@ -135,7 +135,8 @@ class Decider:
         decided_now = delay == 0
         if decided_now:
             self.decide(ticket, self.outcome_of(ticket))
-            if ticket.status == "open":  # never answers: nothing more will happen
+            if ticket.status == "open" or ticket.dialect not in self.notifiers:  # never answers, or is polled
+                log.info("ticket %s: %s", ticket.ticket_id, ticket.outcome)  # nothing more will happen now
                 return
         self._start(self._follow(ticket, delay, decided_now), f"decide-{ticket.ticket_id}")
 
