@@ -201,18 +201,22 @@ class StateFile(Journal):
         self._forget_pending()
 
     def _write_pending(self) -> None:
+        writes = (
+            ("INSERT INTO tickets (ticket_id, platform, idempotency_key, body) VALUES (?, ?, ?, ?)",
+             [(t.ticket_id, t.platform.value, key, t.model_dump_json()) for t, key in self.new_tickets.values()]),
+            ("UPDATE tickets SET body = ? WHERE ticket_id = ?",
+             [(t.model_dump_json(), t.ticket_id) for t in self.changed_tickets.values()]),
+            ("INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = value + excluded.value",
+             [(*key, n) for key, n in self.counts.items()]),
+            ("INSERT OR IGNORE INTO removed_urls VALUES (?)", [(u,) for u, gone in self.urls.items() if gone]),
+            ("DELETE FROM removed_urls WHERE url = ?", [(u,) for u, gone in self.urls.items() if not gone]),
+            ("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?)", self.tokens),
+            ("INSERT OR REPLACE INTO seen VALUES (?, ?)", self.seen_ids),
+        )
         with self._transaction():
-            self.db.executemany("INSERT INTO tickets (ticket_id, platform, idempotency_key, body) VALUES (?, ?, ?, ?)",
-                                [(t.ticket_id, t.platform.value, key, t.model_dump_json())
-                                 for t, key in self.new_tickets.values()])
-            self.db.executemany("UPDATE tickets SET body = ? WHERE ticket_id = ?",
-                                [(t.model_dump_json(), t.ticket_id) for t in self.changed_tickets.values()])
-            self.db.executemany("INSERT INTO counters VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = value + "
-                                "excluded.value", [(*key, n) for key, n in self.counts.items()])
-            self.db.executemany("INSERT OR IGNORE INTO removed_urls VALUES (?)", [(u,) for u, g in self.urls.items() if g])
-            self.db.executemany("DELETE FROM removed_urls WHERE url = ?", [(u,) for u, g in self.urls.items() if not g])
-            self.db.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?, ?)", self.tokens)
-            self.db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?)", self.seen_ids)
+            for statement, rows in writes:
+                if rows:
+                    self.db.executemany(statement, rows)
 
     def _forget_pending(self) -> None:
         self.new_tickets: dict[str, tuple[Ticket, str]] = {}  # by id, in the order opened: (ticket, its key)
