@@ -280,29 +280,33 @@ class Decider:
         return await future
 
     async def _post_due(self, url: str) -> None:
+        """Post what is due to url, joined, once a post to it can start; tell each waiting whether it went."""
         due: list[Due] = []
         try:
-            async with self.per_url.setdefault(url, asyncio.Semaphore(JOINED_POSTS_PER_URL)):
-                async with self.posting:
-                    due = self._take_due(url)
-                    joined = due[0].callback.join([d.callback for d in due]) if len(due) > 1 else due[0].callback
-                    answered, problem = await self._post(joined)
+            async with self.per_url.setdefault(url, asyncio.Semaphore(JOINED_POSTS_PER_URL)), self.posting:
+                due = self._take_due(url)
+                if not due:  # forgotten by cancel_pending()
+                    return
+                joined = due[0].callback.join([d.callback for d in due]) if len(due) > 1 else due[0].callback
+                answered, problem = await self._post(joined)
             if problem is None:
                 log.info("tickets %s: callback delivered to %s", _ids(due), url)
                 delivered = [True] * len(due)
             else:
                 delivered = await self._after_failure(due, joined, answered, problem)
             for d, ok in zip(due, delivered, strict=True):
-                d.future.done() or d.future.set_result(ok)
+                if not d.future.done():
+                    d.future.set_result(ok)
         except Exception:  # noqa: BLE001 - a task's error would otherwise surface only at GC
             log.exception("tickets %s: callback to %s failed", _ids(due) if due else "(none)", url)
         finally:
-            for d in due:
-                d.future.done() or d.future.cancel()
+            for d in due:  # the post failed or was cancelled: those waiting are not left waiting
+                if not d.future.done():
+                    d.future.cancel()
 
     def _take_due(self, url: str) -> list[Due]:
         """Up to CALLBACK_ENTRIES_MAX callbacks due to url, oldest first; another post is started for the rest."""
-        due = self.due.pop(url)
+        due = self.due.pop(url, [])
         if len(due) > CALLBACK_ENTRIES_MAX:
             self.due[url] = due[CALLBACK_ENTRIES_MAX:]
             self._start(self._post_due(url), f"callbacks-to-{url}")

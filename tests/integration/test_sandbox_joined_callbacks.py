@@ -1,6 +1,6 @@
 """Meta decisions due together are called back in one webhook of several entries, as Meta's are:
-each decision delivered once, and a joined webhook the receiver refuses is split so that one
-entry it cannot take holds back no other."""
+each decision delivered once; a joined webhook the receiver refuses is split so that one entry
+it cannot take holds back no other, and one that got no answer is posted again as it was."""
 
 import asyncio
 import hashlib
@@ -89,3 +89,45 @@ async def test_a_joined_webhook_refused_is_posted_again_entry_by_entry_each_deli
     after = receiver.posts[receiver.posts.index((409, refused[0])) + 1:]
     alone = {e["external_reference"] for status, entries in after if status < 300 and len(entries) == 1 for e in entries}
     assert {e["external_reference"] for e in refused[0]} <= alone, "each refused entry posted again alone"
+
+
+class DroppingReceiver(HeldReceiver):
+    """A HeldReceiver at the socket: a post whose turn is in `dropped` (counting from 0, in the order
+    answered) gets no answer, its connection closed."""
+
+    def __init__(self, dropped: set[int]):
+        super().__init__()
+        self.dropped, self.bodies, self.answered = dropped, [], 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                body = await reader.readexactly(length)
+                self.arrived += 1
+                await self.opened.wait()
+                turn, self.answered = self.answered, self.answered + 1
+                self.bodies.append(body)
+                if turn in self.dropped:
+                    return
+                self.posts.append((200, json.loads(body)["entry"]))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+
+async def test_a_joined_webhook_that_got_no_answer_is_posted_again_as_it_was_each_delivered_once():
+    receiver, references = DroppingReceiver(dropped={JOINED_POSTS_PER_URL}), [f"referral-{i}" for i in range(8)]
+    server = await asyncio.start_server(receiver.serve, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        await report_while_held(receiver, f"http://127.0.0.1:{port}/decisions", references)
+
+    dropped = receiver.bodies[JOINED_POSTS_PER_URL]
+    assert len(json.loads(dropped)["entry"]) > 1
+    assert dropped in receiver.bodies[JOINED_POSTS_PER_URL + 1:], "the same bytes posted again"
+    assert sorted(receiver.delivered()) == sorted(references)
