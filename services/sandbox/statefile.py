@@ -171,7 +171,7 @@ class StateFile(Journal):
         tick, self.tick = self.tick, None
         try:
             self.flush()
-        except sqlite3.Error as exc:  # kept pending but for a broken constraint; the answers waiting fail
+        except Exception as exc:  # noqa: BLE001 - kept pending (see flush); the answers waiting for it fail
             log.exception("sandbox state file %s: writing the last changes failed", self.path)
             tick.set_result(exc)
         else:
