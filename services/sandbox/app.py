@@ -10,11 +10,10 @@ import contextlib
 import logging
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from services.sandbox import admin, content, domain
-from services.sandbox.callbacks import CALLBACK_CONNECTIONS, CALLBACK_TIMEOUT_S, Decider
+from services.sandbox.callbacks import Decider, callback_session
 from services.sandbox.config import SandboxSettings
 from services.sandbox.dialects import meta, tiktok, webhook, x, youtube
 from services.sandbox.mailbox import Mailbox
@@ -52,6 +51,27 @@ def remembered(sandbox: Sandbox, path: Path | None):
         state.close()
 
 
+class WrittenBeforeAnswered:
+    """ASGI middleware: an answer starts to go out once what the sandbox changed before it is written
+    to its state file (at the end of the event loop's tick, with the tick's other changes), so that
+    a 201 is never given for a ticket a SIGKILL could still lose."""
+
+    def __init__(self, app, sandbox: Sandbox):
+        self.app, self.sandbox = app, sandbox
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def written_then_sent(message) -> None:
+            if message["type"] == "http.response.start":
+                await self.sandbox.journal.written()
+            await send(message)
+
+        await self.app(scope, receive, written_then_sent)
+
+
 def create_app(settings: SandboxSettings) -> FastAPI:
     """Build the sandbox; its HTTP client for callbacks exists only while the app runs."""
     personas = effective_personas(settings)
@@ -70,8 +90,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
             await mailbox.start(settings.sandbox_host, settings.sandbox_smtp_port)
             log.info("sandbox mailbox (SMTP) listening on %s:%s", settings.sandbox_host, settings.sandbox_smtp_port)
         try:
-            limits = httpx.Limits(max_connections=CALLBACK_CONNECTIONS, max_keepalive_connections=CALLBACK_CONNECTIONS)
-            async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_S, limits=limits) as client:
+            async with callback_session() as client:
                 sandbox.decider.client = client
                 with remembered(sandbox, settings.sandbox_state_file):
                     log.info("sandbox ready: personas %s, policy override %s, delay override %s, seed %r",
@@ -93,6 +112,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(content.router)
     limit_body(app, settings.max_body_bytes)
+    app.add_middleware(WrittenBeforeAnswered, sandbox=sandbox)
 
     @app.get("/mailbox", tags=["operations"])
     async def mailbox_stats() -> dict:

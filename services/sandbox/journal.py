@@ -38,6 +38,9 @@ class Journal:
     def expire(self, now: float) -> None:
         """Tokens and webhook-ids expired by now (unix seconds) are of no more use."""
 
+    async def written(self) -> None:
+        """Return once every change made so far is written down: awaited before each answer goes out."""
+
     def cleared(self) -> None:
         """POST /reset: every ticket, key, counter, taken-down URL and webhook-id forgotten (not tokens)."""
 

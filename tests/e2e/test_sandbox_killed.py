@@ -1,6 +1,6 @@
 """SIGKILL the sandbox right after it took reports, start it again on the same state file: every
 report it acknowledged is still there, under its key, and is decided (nothing is flushed at exit:
-each change was written when it was made)."""
+what a request changed is written before its answer goes out)."""
 
 import asyncio
 import os

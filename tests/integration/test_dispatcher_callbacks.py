@@ -25,7 +25,10 @@ from services.dispatcher.app import MIGRATIONS, create_app
 from services.dispatcher.config import DispatcherSettings
 from services.dispatcher.decisions import Decisions
 from services.sandbox.app import create_app as create_sandbox
+from services.sandbox.callbacks import decide
 from services.sandbox.config import SandboxSettings
+from services.sandbox.dialects import meta
+from services.sandbox.state import Ticket
 from shared import db as shared_db
 from shared import topics, webhooks
 from shared.embedded import free_port
@@ -156,6 +159,27 @@ async def test_a_meta_callback_is_taken_once_checked_for_staleness_and_verified_
     assert refusal(too_old).startswith("callback refused: stale: an entry's time is 30")
     assert rotated_out.status_code == 202, rotated_out.text
 
+
+
+async def test_a_meta_webhook_the_sandbox_joined_from_several_decisions_is_taken_with_each_of_them(settings_env):
+    async with dispatcher_and_sandbox(settings_env) as stack:
+        refs = [referral(Platform.facebook) for _ in range(3)]
+        await submit(stack.kafka, *refs)
+        dispatched = await wait_for_events(stack.kafka, topics.REFERRALS_DISPATCH, "referral.dispatched", 3)
+        notify = meta.notifier(SandboxSettings())
+        callbacks = []
+        for event in dispatched:
+            ticket = Ticket(ticket_id=event.data.ticket_id, dialect="meta", platform=Platform.facebook,
+                            reference=str(event.referral_id), url="https://facebook.example/post/1",
+                            callback_url="http://dispatcher/v1/callbacks/facebook", received_at=datetime.now(UTC))
+            decide(ticket, "removed")
+            callbacks.append(notify(ticket))
+        joined = callbacks[0].join(callbacks)
+        taken = await stack.call_back("facebook", joined.body, joined.headers(joined.body))
+        decided = await stack.decided(3)
+
+    assert (taken.status_code, taken.json()["answers"]) == (202, 3), taken.text
+    assert sorted(str(e.referral_id) for e in decided) == sorted(str(r.referral_id) for r in refs)
 
 # -- what is remembered: an accepted callback with its decision, and only while a replay is fresh --------
 

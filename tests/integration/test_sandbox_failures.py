@@ -7,7 +7,7 @@ import httpx
 import pytest
 import yaml
 
-from services.sandbox.callbacks import Callback, Decider
+from services.sandbox.callbacks import Callback, Decider, callback_session
 from services.sandbox.personas import parse_personas
 from tests.integration.test_sandbox_api import make_app, report, sandbox_client, signed
 from tests.integration.test_sandbox_dialects import (META, TIKTOK_KEY, X, YOUTUBE_KEY, keyed, meta_report,
@@ -193,7 +193,7 @@ async def test_reset_ends_admin_outages_and_refills_rate_limits(tmp_path):
 async def test_a_callback_is_posted_again_until_the_receiver_takes_it_and_abandoned_only_after_its_time(receiver):
     decider = Decider(parse_personas({}), "seed", {})
     callback = Callback(receiver.url, b"{}", lambda body: {})
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with callback_session() as client:
         decider.client = client
         receiver.answers = [503, 503, 500]  # the dispatcher's database is down, say
         assert await decider.deliver("t-1", callback) is True

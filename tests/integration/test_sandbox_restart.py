@@ -2,13 +2,16 @@
 knows its tickets: it answers their status, returns the first ticket for a replayed Idempotency-Key,
 decides what it had open and calls back what it had not called back yet."""
 
+import contextlib
 import json
+import sqlite3
 from urllib.parse import quote
 
 from services.sandbox.domain import AFTER_INFORMATION
 from tests.integration.test_sandbox_answers import credentials, status_of, view
 from tests.integration.test_sandbox_api import LONG_DELAY, make_app, sandbox_client
-from tests.integration.test_sandbox_dialects import DIALECTS, post_report, ticket_id_of, youtube_flag
+from tests.integration.test_sandbox_dialects import (DIALECTS, TIKTOK_KEY, keyed, post_report, ticket_id_of,
+                                                      tiktok_report, youtube_flag)
 from tests.support import eventually
 
 CALLS_BACK = ("meta", "x", "webhook")
@@ -111,3 +114,28 @@ async def test_content_taken_down_stays_down_and_a_reset_is_forgotten_across_res
     async with sandbox_client(make_app(**app_settings)) as client:
         assert (await client.get("/stats")).json()["reports"] == 0
         assert (await client.get(f"/content?url={url}")).status_code == 200
+
+
+async def test_a_report_and_its_decision_are_in_the_state_file_before_its_answer_starts_to_go_out(tmp_path):
+    app_settings = settings(tmp_path, delay=0)  # decided as it is taken
+    body = json.dumps(tiktok_report()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *((k.lower().encode(), v.encode()) for k, v in keyed(TIKTOK_KEY).items())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/tiktok/v1/reports", "raw_path": b"/tiktok/v1/reports", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 5000), "server": ("sandbox", 80)}
+    on_file_as_answered: list[tuple[int, list]] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":  # another reader of the file, as a restarted sandbox is
+            with contextlib.closing(sqlite3.connect(app_settings["sandbox_state_file"])) as db:
+                rows = [json.loads(b)["status"] for (b,) in db.execute("SELECT body FROM tickets")]
+            on_file_as_answered.append((message["status"], rows))
+
+    app = make_app(**app_settings)
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)
+    assert on_file_as_answered == [(201, ["decided"])]

@@ -5,10 +5,9 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
-from services.sandbox.callbacks import Callback, Decider
+from services.sandbox.callbacks import Callback, Decider, callback_session
 from services.sandbox.domain import choose_outcome, drops_callbacks
 from services.sandbox.personas import Persona, PersonaError, parse_personas
 from services.sandbox.state import Store, Ticket
@@ -115,21 +114,15 @@ async def test_answers_while_the_decision_is_pending_start_one_decision():
 
 
 @pytest.mark.parametrize("share, dropped", [(1, True), (0, False)])
-async def test_a_ticket_drawn_to_lose_its_callbacks_is_not_called_back(share, dropped):
-    posted: list[bytes] = []
-
-    def receive(request: httpx.Request) -> httpx.Response:
-        posted.append(request.content)
-        return httpx.Response(200)
-
+async def test_a_ticket_drawn_to_lose_its_callbacks_is_not_called_back(share, dropped, receiver):
     def notify(t: Ticket) -> Callback:
-        return Callback("http://receiver.test/decisions", t.status.encode(), lambda body: {})
+        return Callback(receiver.url, t.status.encode(), lambda body: {})
 
     d, store = decider(drop=share, notifiers={"x": notify}), Store()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+    async with callback_session() as client:
         d.client = client
         t = ticket(store)
         d.open(t)
         await asyncio.gather(*d.tasks)
     assert t.callbacks_dropped is dropped
-    assert posted == ([] if dropped else [b"information_requested"])
+    assert [body for _, body in receiver.calls] == ([] if dropped else [b"information_requested"])

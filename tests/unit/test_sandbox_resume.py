@@ -5,10 +5,9 @@ callback was not done with are called back; what waits for an answer, or was don
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-from services.sandbox.callbacks import Callback, Decider, decide
+from services.sandbox.callbacks import Callback, Decider, callback_session, decide
 from services.sandbox.personas import Persona
 from services.sandbox.state import Store, Ticket
 from shared.events import Platform
@@ -68,24 +67,18 @@ async def test_what_waits_for_an_answer_or_was_done_with_is_left_as_it_is(step, 
 
 
 @pytest.mark.parametrize("step", ["information_request", "removed"])
-async def test_a_step_not_yet_called_back_is_called_back_once_and_then_left(step):
-    posted: list[bytes] = []
-
-    def receive(request: httpx.Request) -> httpx.Response:
-        posted.append(request.content)
-        return httpx.Response(200)
-
+async def test_a_step_not_yet_called_back_is_called_back_once_and_then_left(step, receiver):
     def notify(t: Ticket) -> Callback:
-        return Callback("http://receiver.test/decisions", t.status.encode(), lambda body: {})
+        return Callback(receiver.url, t.status.encode(), lambda body: {})
 
     d = decider(notifiers={"x": notify})
     t = ticket(d, received_s_ago=100, status_after=step)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+    async with callback_session() as client:
         d.client = client
         assert d.resume(t, NOW)
         await asyncio.gather(*d.tasks)
 
-    assert posted == [t.status.encode()] and t.called_back == t.status
+    assert [body for _, body in receiver.calls] == [t.status.encode()] and t.called_back == t.status
     assert not d.resume(t, NOW)
 
 

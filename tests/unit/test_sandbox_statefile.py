@@ -1,6 +1,7 @@
 """The sandbox's state file: what is written comes back on the next start, and a file that cannot be
 read is moved aside, named in an error, and the sandbox starts empty instead of crashing."""
 
+import contextlib
 import logging
 import sqlite3
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from services.sandbox.callbacks import decide
 from services.sandbox.state import SeenMessages, Store, Tokens
 from services.sandbox.statefile import SCHEMA_VERSION, open_state_file
 from shared.events import Platform
+from tests.support import eventually
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -155,3 +157,24 @@ def test_a_second_unreadable_file_does_not_overwrite_the_first_one_moved_aside(t
         state, _ = open_state_file(path)
         state.close()
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("state.db.unreadable-")]) == 2
+
+
+async def test_changes_made_while_the_event_loop_runs_are_written_by_the_end_of_the_tick_without_an_answer(tmp_path):
+    path = tmp_path / "state.db"
+    state, _ = open_state_file(path)
+    store = Store(state)
+    first, second = receive(store, "k-1"), receive(store, "k-2")
+    decide(second, "removed", AT)
+    store.changed(second)
+    store.count(Platform.youtube, "requests")
+    store.count(Platform.youtube, "requests")
+
+    async def on_file() -> bool:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            tickets = db.execute("SELECT ticket_id, json_extract(body, '$.status') FROM tickets ORDER BY rowid")
+            counters = db.execute("SELECT name, platform, value FROM counters")
+            return (tickets.fetchall(), counters.fetchall()) == (
+                [(first.ticket_id, "open"), (second.ticket_id, "decided")], [("requests", "youtube", 2)])
+
+    await eventually(on_file, 5, "the tick's changes on file")
+    state.close()

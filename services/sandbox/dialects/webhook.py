@@ -56,8 +56,9 @@ class ReportReceived(BaseModel):
     duplicate: bool = Field(description="True when the Idempotency-Key was seen before.")
 
 
-def known_platform(platform: str) -> Platform:
-    """The platform named in the path; 404 if the sandbox does not stand in for it."""
+async def known_platform(platform: str) -> Platform:
+    """The platform named in the path; 404 if the sandbox does not stand in for it. Async: FastAPI would
+    run a plain function in a worker thread, a thread hop on every request."""
     try:
         return Platform(platform)
     except ValueError:
