@@ -13,11 +13,12 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.sandbox import admin, content, domain
-from services.sandbox.callbacks import Decider, callback_session
+from services.sandbox.callbacks import Decider
 from services.sandbox.config import SandboxSettings
 from services.sandbox.dialects import meta, tiktok, webhook, x, youtube
 from services.sandbox.mailbox import Mailbox
 from services.sandbox.personas import Personas, load_personas, with_overrides
+from services.sandbox.posting import callback_session
 from services.sandbox.runtime import Sandbox
 from services.sandbox.state import Store, Tokens
 from services.sandbox.statefile import open_state_file
@@ -91,7 +92,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
             log.info("sandbox mailbox (SMTP) listening on %s:%s", settings.sandbox_host, settings.sandbox_smtp_port)
         try:
             async with callback_session() as client:
-                sandbox.decider.client = client
+                sandbox.decider.poster.client = client
                 with remembered(sandbox, settings.sandbox_state_file):
                     log.info("sandbox ready: personas %s, policy override %s, delay override %s, seed %r",
                              settings.sandbox_personas or "(shipped)", settings.sandbox_policy,
@@ -100,7 +101,7 @@ def create_app(settings: SandboxSettings) -> FastAPI:
                         yield
                     finally:  # before the state file closes: nothing under way writes to it any more
                         await sandbox.decider.cancel_pending()
-                        sandbox.decider.client = None
+                        sandbox.decider.poster.client = None
         finally:
             if mailbox.running:
                 await mailbox.stop()

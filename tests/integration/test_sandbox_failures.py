@@ -7,8 +7,9 @@ import httpx
 import pytest
 import yaml
 
-from services.sandbox.callbacks import Callback, Decider, callback_session
+from services.sandbox.callbacks import Decider
 from services.sandbox.personas import parse_personas
+from services.sandbox.posting import Callback, callback_session
 from tests.integration.test_sandbox_api import make_app, report, sandbox_client, signed
 from tests.integration.test_sandbox_dialects import (META, TIKTOK_KEY, X, YOUTUBE_KEY, keyed, meta_report,
                                                      poll_until_decided, tiktok_report, token, youtube_flag)
@@ -194,10 +195,10 @@ async def test_a_callback_is_posted_again_until_the_receiver_takes_it_and_abando
     decider = Decider(parse_personas({}), "seed", {})
     callback = Callback(receiver.url, b"{}", lambda body: {})
     async with callback_session() as client:
-        decider.client = client
+        decider.poster.client = client
         receiver.answers = [503, 503, 500]  # the dispatcher's database is down, say
-        assert await decider.deliver("t-1", callback) is True
+        assert await decider.poster.deliver("t-1", callback) is True
         assert len(receiver.calls) == 4
         receiver.answers = [503] * 100
-        assert await decider.deliver("t-2", callback, give_up_s=1.0) is False
+        assert await decider.poster.deliver("t-2", callback, give_up_s=1.0) is False
         assert len(receiver.calls) > 5, "posted again, spaced, before giving up"

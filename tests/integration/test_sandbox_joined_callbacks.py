@@ -9,7 +9,7 @@ import json
 
 from fastapi import FastAPI, Request, Response
 
-from services.sandbox.callbacks import JOINED_POSTS_PER_URL
+from services.sandbox.posting import JOINED_POSTS_PER_URL
 from tests.integration.test_sandbox_api import make_app, sandbox_client
 from tests.integration.test_sandbox_dialects import META, keyed, meta_report, token
 from tests.support import eventually, serving

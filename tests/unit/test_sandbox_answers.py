@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.sandbox.callbacks import Callback, Decider, callback_session
+from services.sandbox.callbacks import Decider
 from services.sandbox.domain import choose_outcome, drops_callbacks
 from services.sandbox.personas import Persona, PersonaError, parse_personas
+from services.sandbox.posting import Callback, callback_session
 from services.sandbox.state import Store, Ticket
 from shared.events import Platform
 
@@ -120,7 +121,7 @@ async def test_a_ticket_drawn_to_lose_its_callbacks_is_not_called_back(share, dr
 
     d, store = decider(drop=share, notifiers={"x": notify}), Store()
     async with callback_session() as client:
-        d.client = client
+        d.poster.client = client
         t = ticket(store)
         d.open(t)
         await asyncio.gather(*d.tasks)

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.sandbox.callbacks import Callback, Decider, callback_session, decide
+from services.sandbox.callbacks import Decider, decide
 from services.sandbox.personas import Persona
+from services.sandbox.posting import Callback, callback_session
 from services.sandbox.state import Store, Ticket
 from shared.events import Platform
 
@@ -74,7 +75,7 @@ async def test_a_step_not_yet_called_back_is_called_back_once_and_then_left(step
     d = decider(notifiers={"x": notify})
     t = ticket(d, received_s_ago=100, status_after=step)
     async with callback_session() as client:
-        d.client = client
+        d.poster.client = client
         assert d.resume(t, NOW)
         await asyncio.gather(*d.tasks)
 

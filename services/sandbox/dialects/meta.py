@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 
 from services.sandbox import domain
-from services.sandbox.callbacks import Callback, Notifier
+from services.sandbox.callbacks import Notifier
 from services.sandbox.config import SandboxSettings
 from services.sandbox.dialects.common import (CALLBACK_URL_PATTERN, AnswerKey, AnswerText, EvidenceHashes,
                                               IdempotencyKey, admit, bearer, find_ticket, issue_token, news,
                                               open_ticket, polled, take_answer, ticket_gate, to_json)
+from services.sandbox.posting import Callback
 from services.sandbox.runtime import sandbox_of
 from services.sandbox.state import Ticket
 from shared.events import Platform

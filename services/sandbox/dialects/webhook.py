@@ -22,10 +22,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from services.sandbox.callbacks import Callback, Notifier
+from services.sandbox.callbacks import Notifier
 from services.sandbox.config import SandboxSettings
 from services.sandbox.dialects.common import (CALLBACK_URL_PATTERN, AnswerKey, AnswerText, IdempotencyKey, admit,
                                               find_ticket, news, open_ticket, polled, take_answer, to_json)
+from services.sandbox.posting import Callback
 from services.sandbox.runtime import sandbox_of
 from services.sandbox.state import Ticket
 from shared import webhooks
