@@ -32,6 +32,10 @@ from shared.reliability import keep_going
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = (1, 60)  # Retry-After's bounds, in whole seconds
 DRAIN_WINDOW_S = 30.0  # the drain rate is what the lanes delivered over about this long
+DRAIN_MIN_SPAN_S = 5.0  # and is not known before its readings span this long
+# Retry-After while the drain rate is not known yet (the first seconds after a start): short, so that
+# clients refused then are not kept away for the upper bound while the lanes drain in seconds.
+RETRY_AFTER_UNKNOWN_S = 5
 
 
 def dispatch_groups() -> dict[str, tuple[str, ...]]:
@@ -84,8 +88,8 @@ class Reading:
 class DrainRate:
     """Reports per second the lanes delivered lately: the advance of their groups' committed offsets."""
 
-    def __init__(self, window_s: float = DRAIN_WINDOW_S):
-        self.window_s = window_s
+    def __init__(self, window_s: float = DRAIN_WINDOW_S, min_span_s: float = DRAIN_MIN_SPAN_S):
+        self.window_s, self.min_span_s = window_s, min_span_s
         self._committed: dict[tuple[str, str, int], int] = {}
         self._progress: deque[tuple[float, int]] = deque()  # (when, reports delivered since start)
         self._total = 0
@@ -101,11 +105,11 @@ class DrainRate:
             self._progress.popleft()
 
     def per_s(self) -> float | None:
-        """None until two readings were noted."""
+        """None until the readings noted span min_span_s."""
         if len(self._progress) < 2:
             return None
         (t0, n0), (t1, n1) = self._progress[0], self._progress[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
+        return (n1 - n0) / (t1 - t0) if t1 - t0 >= self.min_span_s else None
 
 
 class Gauge:
@@ -158,10 +162,13 @@ class Gauge:
 
     def retry_after_s(self) -> int:
         """Seconds until the backlog should be under the resume level at the recent drain rate, in
-        RETRY_AFTER_S; its upper bound when nothing drains or the rate is not known yet."""
+        RETRY_AFTER_S: its upper bound when nothing drained lately, RETRY_AFTER_UNKNOWN_S while the
+        rate is not known yet."""
         low, high = RETRY_AFTER_S
         rate = self.drain.per_s()
-        if not rate or rate <= 0:
+        if rate is None:
+            return RETRY_AFTER_UNKNOWN_S
+        if rate <= 0:
             return high
         return min(max(math.ceil((self.backlog - self.bound.resume_below) / rate), low), high)
 

@@ -117,7 +117,7 @@ async def test_submissions_being_stored_count_for_concurrent_requests_and_past_t
         assert gauge.backlog == 110 and gauge.refusing
         with pytest.raises(Refused) as refused, gauge.admitting(1):
             pass
-    assert refused.value.retry_after_s == 60
+    assert refused.value.retry_after_s == 5  # no drain rate known yet: a short guess
     assert str(refused.value).startswith("intake is at its bound of work not yet dispatched (110 waiting")
     assert gauge.backlog == 0  # none stored after all (failed): the next sample finds it so
     await gauge.sample()
@@ -159,14 +159,18 @@ async def test_an_outbox_that_cannot_be_read_counts_as_nothing_too(gauge, parts)
     assert reading.outbox is None and gauge.backlog == 99 and not gauge.refusing
 
 
-async def test_retry_after_is_the_time_to_drain_to_the_resume_level_within_1_and_60_seconds(gauge, parts):
+async def test_retry_after_is_the_time_to_drain_to_the_resume_level_within_1_and_60_seconds_5_until_known(gauge,
+                                                                                                          parts):
     outbox, lag, clock = parts
     outbox.depth = 200
     lag.lanes = {"facebook": (0, 0)}
     await gauge.sample()
-    assert gauge.refusing and gauge.retry_after_s() == 60  # no drain rate known yet
+    assert gauge.refusing and gauge.retry_after_s() == 5  # no drain rate known yet
+    clock.now += 1
+    await gauge.sample()
+    assert gauge.retry_after_s() == 5  # readings 1 s apart: not known yet either
 
-    clock.now += 10
+    clock.now += 9
     lag.lanes = {"facebook": (40, 40)}  # 4 reports a second
     await gauge.sample()
     assert gauge.retry_after_s() == 30  # (200 - 80) / 4
@@ -190,6 +194,8 @@ def test_the_drain_rate_is_what_the_lanes_delivered_lately_and_a_reset_offset_is
 
     drain.note(rows(100, None), 0)
     assert drain.per_s() is None
+    drain.note(rows(100, None), 1)
+    assert drain.per_s() is None, "readings spanning less than 5 s say nothing yet"
     drain.note(rows(150, 20), 10)  # youtube's first commit: no progress known yet
     drain.note(rows(0, 70), 20)  # facebook's offsets reset (a new broker)
     assert drain.per_s() == pytest.approx((50 + 50) / 20)
