@@ -145,3 +145,13 @@ class Receiver:
 
         await eventually(arrived, timeout, f"{count} callback(s)")
         return self.calls
+
+
+def busiest(times: list[float], window: float) -> int:
+    """Most of `times` (seconds) in any window of `window` seconds: what a rate limit must bound."""
+    times, most, start = sorted(times), 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

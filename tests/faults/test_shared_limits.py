@@ -18,7 +18,7 @@ from services.dispatcher.config import DispatcherSettings
 from services.sandbox.state import Ticket
 from shared.embedded import free_port
 from tests.faults.harness import URLS, Agency, check_everything, running_stack
-from tests.support import eventually
+from tests.support import busiest, eventually
 
 LIMIT, BURST = 20, 5  # facebook's, for every dispatcher process together
 COUNT = 300
@@ -35,16 +35,6 @@ def received(state_file: Path) -> list[Ticket]:
     """Every report the platforms took, as the sandbox keeps it (its state file, read only)."""
     with sqlite3.connect(f"file:{state_file}?mode=ro", uri=True) as db:
         return [Ticket.model_validate_json(body) for (body,) in db.execute("SELECT body FROM tickets")]
-
-
-def busiest(times: list[float], window: float) -> int:
-    """Most reports received in any window of `window` seconds."""
-    times, most, start = sorted(times), 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 async def test_two_dispatchers_together_stay_within_one_platforms_limit(tmp_path):

@@ -13,7 +13,7 @@ from services.dispatcher.limits import LimitStore
 from services.dispatcher.sharing import SharedLimits
 from shared import db
 from shared.embedded import free_port
-from tests.support import eventually
+from tests.support import busiest, eventually
 
 RATE, BURST, LEASE_S = 50.0, 10, 0.2
 
@@ -56,16 +56,6 @@ async def send_for(bucket, seconds: float, senders: int = 8) -> list[float]:
 
     await asyncio.gather(*(sender() for _ in range(senders)))
     return sent
-
-
-def busiest(times: list[float], window: float) -> int:
-    """Most reports in any window of `window` seconds."""
-    times, most, start = sorted(times), 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 async def test_two_stores_leasing_one_row_never_get_more_than_rate_times_time_plus_burst(database):
