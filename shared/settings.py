@@ -27,9 +27,10 @@ class BaseServiceSettings(BaseSettings):
     )
     kafka_fetch_max_wait_ms: int = Field(
         500, ge=1, le=5000,
-        description="How long the broker may hold a fetch that has no records yet. Both Tansu and Kafka answer "
-                    "as soon as a record arrives (measured on Tansu: a hop's p50 is 4 ms at 500 and at 5), so a "
-                    "lower value only adds idle fetches.",
+        description="How long the broker may hold a fetch that has no records yet. Tansu does not always answer "
+                    "as soon as a record arrives: one raw consumer's hop was 125 ms p50 at 500 and 5.5 ms at 100; "
+                    "but in the whole stack lower values did not shorten the hops (docs/benchmarks.md, Latency), "
+                    "so 500 stays until that is understood.",
     )
     topic_partitions: int = Field(6, ge=1, description="Partitions of the topics a service creates.")
     topic_replication_factor: int = Field(1, ge=1)
