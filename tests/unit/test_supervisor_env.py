@@ -54,12 +54,11 @@ def test_takedown_run_starts_a_dead_embedded_broker_again_on_its_port(tmp_path):
         supervisor.kafka.stop()
 
 
-def test_takedown_run_starts_as_many_dispatchers_as_there_are_cpus_up_to_two(tmp_path, monkeypatch):
+def test_takedown_run_starts_a_second_dispatcher_only_with_4_cpus_or_more(tmp_path, monkeypatch):
     monkeypatch.delenv("DISPATCHER_WORKERS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == "2"
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == "1"
+    for cpus, dispatchers in ((8, "2"), (4, "2"), (3, "1"), (2, "1"), (1, "1")):
+        monkeypatch.setattr("os.cpu_count", lambda n=cpus: n)
+        assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == dispatchers, f"{cpus} CPUs"
 
     monkeypatch.setenv("DISPATCHER_WORKERS", "3")  # the operator's choice stands
     assert Supervisor(tmp_path).env["DISPATCHER_WORKERS"] == "3"
