@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import yaml
 
 from bench.common import env_int
@@ -72,17 +71,9 @@ def more_dispatchers(stack: Stack, count: int) -> list[str]:
     for instance, port in ports.items():
         stack.spawn("dispatcher", instance=instance, DISPATCHER_PORT=str(port))
     for instance, port in ports.items():
-        wait_until(lambda i=instance, p=port: _serves(stack, i, p), 120, f"{instance} to be healthy")
+        wait_until(lambda i=instance, p=port: stack.serves(i, f"http://127.0.0.1:{p}"), 120,
+                   f"{instance} to be healthy")
     return list(ports)
-
-
-def _serves(stack: Stack, instance: str, port: int) -> bool:
-    if stack.children[instance].poll() is not None:
-        raise RuntimeError(f"{instance} exited with {stack.children[instance].returncode}; see its log")
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @contextlib.contextmanager

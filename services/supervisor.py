@@ -107,10 +107,14 @@ class Stack:
 
     def healthy(self, name: str) -> bool:
         """Whether the service answers /health; raises if it has exited."""
-        if self.children[name].poll() is not None:
-            raise RuntimeError(f"{name} exited with {self.children[name].returncode}; see its log")
+        return self.serves(name, self.url(name))
+
+    def serves(self, instance: str, base_url: str) -> bool:
+        """Whether the child `instance` answers /health at base_url; raises if it has exited."""
+        if self.children[instance].poll() is not None:
+            raise RuntimeError(f"{instance} exited with {self.children[instance].returncode}; see its log")
         try:
-            return httpx.get(f"{self.url(name)}/health", timeout=1).status_code == 200
+            return httpx.get(f"{base_url}/health", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
@@ -155,3 +156,12 @@ def busiest(times: list[float], window: float) -> int:
             start += 1
         most = max(most, end - start + 1)
     return most
+
+
+async def answers_health(base_url: str) -> bool:
+    """Whether a service answers GET /health at base_url with 200 (not reachable: False)."""
+    try:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{base_url}/health", timeout=2)).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -16,7 +16,7 @@ from shared import topics
 from shared.embedded import free_port
 from shared.events import Event, Platform, from_kafka, to_kafka
 from tests.fakes import referral
-from tests.support import TopicReader, eventually, headers_of, produce, serving
+from tests.support import TopicReader, answers_health, eventually, headers_of, produce, serving
 
 PLATFORMS = (Platform.facebook, Platform.instagram, Platform.youtube, Platform.x, Platform.tiktok, Platform.other)
 SLOW_PLATFORMS = """
@@ -37,14 +37,6 @@ def dispatcher_process(env: dict, log: Path):
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-async def healthy(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient() as client:
-            return (await client.get(f"{url}/health", timeout=1)).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def reports_seen(sandbox: str) -> tuple[int, int]:
@@ -70,7 +62,7 @@ async def test_a_dispatcher_killed_mid_delivery_reports_each_referral_once_after
             await produce(kafka, topics.REFERRALS_SUBMITTED, value, key=key, headers=headers)
 
         with dispatcher_process(env, tmp_path / "dispatcher.log") as first:
-            await eventually(lambda: healthy(url), 60, "the dispatcher to start")
+            await eventually(lambda: answers_health(url), 60, "the dispatcher to start")
             await eventually(lambda: _at_least(sandbox, 100), 60, "a hundred reports to reach the platforms")
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -78,7 +70,7 @@ async def test_a_dispatcher_killed_mid_delivery_reports_each_referral_once_after
         assert seen_at_kill < len(refs), "the kill must land before every report was made"
 
         with dispatcher_process(env, tmp_path / "dispatcher.log"):
-            await eventually(lambda: healthy(url), 60, "the dispatcher to restart")
+            await eventually(lambda: answers_health(url), 60, "the dispatcher to restart")
             async with TopicReader(kafka, topics.REFERRALS_DISPATCH) as reader:
                 records = await reader.wait_for(lambda rs: _referrals(rs) >= {r.referral_id for r in refs}, 120,
                                                 "every referral to have a dispatch outcome")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from uuid import uuid4
 
-import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -18,7 +17,7 @@ from shared import topics
 from shared.embedded import free_port
 from shared.events import Event, to_kafka
 from tests.fakes import referral
-from tests.support import eventually
+from tests.support import answers_health, eventually
 
 COUNT = 3000
 
@@ -33,14 +32,6 @@ async def recorded(engine) -> int:
     async with engine.connect() as conn:
         exists = (await conn.execute(text("SELECT to_regclass('outcomes.audit_events')"))).scalar()
         return (await conn.execute(text("SELECT count(*) FROM outcomes.audit_events"))).scalar() if exists else 0
-
-
-async def healthy(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient() as client:
-            return (await client.get(f"{url}/health", timeout=1)).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def test_outcomes_killed_mid_batch_records_every_event_exactly_once_after_restart(settings_env, kafka, tmp_path):
@@ -68,7 +59,7 @@ async def test_outcomes_killed_mid_batch_records_every_event_exactly_once_after_
             at_kill = await recorded(engine)
             second = outcomes_process(env, log)
             try:
-                await eventually(lambda: healthy(f"http://127.0.0.1:{port}"), 60, "outcomes to restart")
+                await eventually(lambda: answers_health(f"http://127.0.0.1:{port}"), 60, "outcomes to restart")
                 await eventually(lambda: _at_least(engine, COUNT), 120, "every event recorded")
             finally:
                 second.terminate()

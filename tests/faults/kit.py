@@ -115,12 +115,7 @@ class Members:
         self.exits[instance] = "clean" if code == -15 and "Application shutdown complete" in log else code
 
     def _healthy(self, instance: str) -> bool:
-        if self.stack.children[instance].poll() is not None:
-            raise RuntimeError(f"{instance} exited with {self.stack.children[instance].returncode}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.ports[instance]}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self.stack.serves(instance, f"http://127.0.0.1:{self.ports[instance]}")
 
 
 class Clock:

@@ -8,11 +8,10 @@ import signal
 import subprocess
 import sys
 
-import httpx
 import psutil
 
 from shared.embedded import free_port
-from tests.support import eventually
+from tests.support import answers_health, eventually
 
 
 def workers_of(parent: subprocess.Popen) -> list[psutil.Process]:
@@ -23,14 +22,6 @@ def workers_of(parent: subprocess.Popen) -> list[psutil.Process]:
             if "--listen-fd" in child.cmdline():
                 found.append(child)
     return found
-
-
-async def healthy(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient() as client:
-            return (await client.get(f"{url}/health", timeout=2)).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 async def test_workers_share_one_port_and_a_dead_one_is_started_again(kafka, database_url, tmp_path):
@@ -44,12 +35,12 @@ async def test_workers_share_one_port_and_a_dead_one_is_started_again(kafka, dat
     try:
         first = await eventually(lambda: _async(len(workers_of(parent)) == 2 and workers_of(parent)), 30,
                                  "two workers")
-        await eventually(lambda: healthy(url), 90, "the dispatcher to serve")
+        await eventually(lambda: answers_health(url), 90, "the dispatcher to serve")
 
         first[0].kill()
         await eventually(lambda: _async(first[0].pid not in {w.pid for w in workers_of(parent)}
                                         and len(workers_of(parent)) == 2), 30, "the dead worker started again")
-        assert await healthy(url), "the other worker served meanwhile"
+        assert await answers_health(url), "the other worker served meanwhile"
         assert first[1].is_running(), "only the dead worker was started again"
 
         parent.send_signal(signal.SIGTERM)
